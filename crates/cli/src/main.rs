@@ -1,1 +1,163 @@
-fn main() {}
+//! `runnel`: the broker and (later) its tools, in one binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use runnel_broker::{BrokerConfig, RunningBroker};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runnel: an event streaming platform that speaks the Kafka protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. With no arguments: data in ./runnel-data, Kafka API on localhost:9092.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Data directory (Kafka's `log.dirs`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on for the Kafka API; also advertised unless --advertise is given.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address advertised to clients in Metadata responses.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// A Kafka-style .properties file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A setting by its Kafka property name, e.g. `--override num.partitions=3`. Repeatable;
+    /// wins over --config.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+/// See `runnel_broker::huge_alloc`: a bogus array count in a request must not abort the broker.
+#[global_allocator]
+static ALLOC: runnel_broker::huge_alloc::NoReserveForHuge =
+    runnel_broker::huge_alloc::NoReserveForHuge;
+
+fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
+    let file_text = match &args.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut overrides = Vec::new();
+    for o in &args.overrides {
+        let Some((k, v)) = o.split_once('=') else {
+            return Err(format!("--override '{o}' is not of the form key=value"));
+        };
+        overrides.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    if let Some(dir) = &args.data_dir {
+        overrides.push(("log.dirs".into(), dir.display().to_string()));
+    }
+    if let Some(listen) = &args.listen {
+        overrides.push(("listeners".into(), format!("PLAINTEXT://{listen}")));
+        // Advertised as given, except a wildcard host, which clients cannot dial.
+        let wildcard = listen.starts_with("0.0.0.0:")
+            || listen.starts_with("[::]:")
+            || listen.starts_with(':');
+        if args.advertise.is_none() {
+            let advertised = if wildcard {
+                format!("localhost:{}", listen.rsplit(':').next().unwrap_or("9092"))
+            } else {
+                listen.clone()
+            };
+            overrides.push((
+                "advertised.listeners".into(),
+                format!("PLAINTEXT://{advertised}"),
+            ));
+        }
+    }
+    if let Some(adv) = &args.advertise {
+        overrides.push(("advertised.listeners".into(), format!("PLAINTEXT://{adv}")));
+    }
+    BrokerConfig::from_sources(file_text.as_deref(), &overrides).map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("invalid configuration: {e}");
+            eprintln!("runnel: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let running = match RunningBroker::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            eprintln!("runnel: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    info!("shutting down");
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runnel: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}

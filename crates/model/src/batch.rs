@@ -387,12 +387,11 @@ pub mod testing {
         }
     }
 
-    /// One record: (key, value). Headers are empty.
-    pub fn build_batch(
-        base_offset: i64,
-        timestamp_ms: i64,
-        records: &[(Option<&[u8]>, Option<&[u8]>)],
-    ) -> Vec<u8> {
+    /// A record's key and value; `None` is a null key or value.
+    pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+    /// One batch of the given records. Headers are empty.
+    pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
         assert!(!records.is_empty(), "a batch holds at least one record");
         let mut body = Vec::new();
         for (i, (key, value)) in records.iter().enumerate() {
@@ -443,8 +442,7 @@ pub mod testing {
     /// A batch of `count` records with small distinct values.
     pub fn simple_batch(base_offset: i64, count: usize) -> Vec<u8> {
         let values: Vec<Vec<u8>> = (0..count).map(|i| format!("v{i}").into_bytes()).collect();
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-            values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+        let recs: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
         build_batch(base_offset, 1_700_000_000_000, &recs)
     }
 }

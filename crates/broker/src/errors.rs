@@ -1,0 +1,76 @@
+//! The one place where Runnel's error types become Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use runnel_log::LogError;
+use runnel_metadata::controller::ControllerError;
+use runnel_model::batch::BatchError;
+
+/// A Kafka error code with an optional message for the response's `error_message` field.
+#[derive(Debug, Clone)]
+pub struct KafkaError {
+    pub code: ResponseError,
+    pub message: Option<String>,
+}
+
+impl KafkaError {
+    pub fn new(code: ResponseError) -> Self {
+        KafkaError {
+            code,
+            message: None,
+        }
+    }
+    pub fn with_message(code: ResponseError, message: impl Into<String>) -> Self {
+        KafkaError {
+            code,
+            message: Some(message.into()),
+        }
+    }
+    pub fn code(&self) -> i16 {
+        self.code.code()
+    }
+}
+
+impl From<ResponseError> for KafkaError {
+    fn from(code: ResponseError) -> Self {
+        KafkaError::new(code)
+    }
+}
+
+impl From<&LogError> for KafkaError {
+    fn from(e: &LogError) -> Self {
+        match e {
+            LogError::OffsetOutOfRange { .. } => {
+                KafkaError::with_message(ResponseError::OffsetOutOfRange, e.to_string())
+            }
+            LogError::Corrupt { .. } => {
+                KafkaError::with_message(ResponseError::CorruptMessage, e.to_string())
+            }
+            _ => KafkaError::with_message(ResponseError::KafkaStorageError, e.to_string()),
+        }
+    }
+}
+
+impl From<&BatchError> for KafkaError {
+    fn from(e: &BatchError) -> Self {
+        match e {
+            BatchError::UnsupportedMagic { .. } => {
+                KafkaError::with_message(ResponseError::UnsupportedForMessageFormat, e.to_string())
+            }
+            BatchError::UnknownCompression { .. } => {
+                KafkaError::with_message(ResponseError::UnsupportedCompressionType, e.to_string())
+            }
+            BatchError::InvalidRecordCount { .. } => {
+                KafkaError::with_message(ResponseError::InvalidRecord, e.to_string())
+            }
+            _ => KafkaError::with_message(ResponseError::CorruptMessage, e.to_string()),
+        }
+    }
+}
+
+impl From<&ControllerError> for KafkaError {
+    fn from(e: &ControllerError) -> Self {
+        let code = ResponseError::try_from_code(e.kafka_error_code())
+            .unwrap_or(ResponseError::UnknownServerError);
+        KafkaError::with_message(code, e.message())
+    }
+}

@@ -1,0 +1,102 @@
+//! ListOffsets (key 2): earliest, latest, max timestamp, by timestamp.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+use runnel_protocol::VersionRange;
+
+use super::fetch::check_leader_epoch;
+use crate::errors::KafkaError;
+use crate::state::Broker;
+
+pub const VERSIONS: VersionRange = VersionRange::new(1, 10);
+
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+fn lookup(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    current_leader_epoch: i32,
+    timestamp: i64,
+) -> Result<(i64, i64, i32), KafkaError> {
+    let topic = broker
+        .topic(topic)
+        .ok_or(KafkaError::new(ResponseError::UnknownTopicOrPartition))?;
+    let partition = topic
+        .partition(index)
+        .ok_or(KafkaError::new(ResponseError::UnknownTopicOrPartition))?;
+    check_leader_epoch(current_leader_epoch, partition.leader_epoch)?;
+    let epoch = partition.leader_epoch;
+    let hw = partition.high_watermark();
+    let log = &partition.log;
+    Ok(match timestamp {
+        LATEST_TIMESTAMP => (-1, hw, epoch),
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => (-1, log.log_start_offset(), epoch),
+        LATEST_TIERED_TIMESTAMP => (-1, -1, -1),
+        MAX_TIMESTAMP => match log.max_timestamp_offset() {
+            Some(t) if t.offset < hw => (t.timestamp_ms, t.offset, epoch),
+            _ => (-1, -1, -1),
+        },
+        ts if ts >= 0 => match log
+            .offset_for_timestamp(ts)
+            .map_err(|e| KafkaError::from(&e))?
+        {
+            Some(t) if t.offset < hw => (t.timestamp_ms, t.offset, epoch),
+            _ => (-1, -1, -1),
+        },
+        other => {
+            return Err(KafkaError::with_message(
+                ResponseError::InvalidRequest,
+                format!("unknown timestamp {other}"),
+            ))
+        }
+    })
+}
+
+pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    match lookup(
+                        broker,
+                        &name,
+                        p.partition_index,
+                        p.current_leader_epoch,
+                        p.timestamp,
+                    ) {
+                        Ok((timestamp, offset, leader_epoch)) => base
+                            .with_error_code(0)
+                            .with_timestamp(timestamp)
+                            .with_offset(offset)
+                            // The field exists from v4 on.
+                            .with_leader_epoch(if version >= 4 { leader_epoch } else { -1 }),
+                        Err(e) => base
+                            .with_error_code(e.code())
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,165 @@
+//! Produce (key 0). Validation walks batch headers and CRCs only; the record set is stored
+//! as sent, with offsets assigned by rewriting base offsets in place.
+//!
+//! Versions 0–2 are advertised because librdkafka's feature detection reads the advertised
+//! minimum (KAFKA-18659) but, as in Kafka 4, they are refused when sent (the codec does not
+//! decode them): the connection is closed with a log line.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use runnel_log::TimestampType;
+use runnel_model::batch::validate_record_set;
+use runnel_protocol::VersionRange;
+use tracing::{debug, error};
+
+use super::{sb, Reply};
+use crate::errors::KafkaError;
+use crate::state::{now_ms, Broker, MetadataChangeError, TopicState};
+
+pub const VERSIONS: VersionRange = VersionRange::new(0, 11);
+
+fn error_response(index: i32, err: &KafkaError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(err.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(err.message.as_deref().map(sb))
+}
+
+async fn resolve_topic(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicState>, KafkaError> {
+    if let Some(t) = broker.topic(name) {
+        return Ok(t);
+    }
+    if let Err(reason) = runnel_model::validate_topic_name(name) {
+        return Err(KafkaError::with_message(
+            ResponseError::InvalidTopicException,
+            reason,
+        ));
+    }
+    if !broker.config.auto_create_topics_enable {
+        return Err(ResponseError::UnknownTopicOrPartition.into());
+    }
+    broker.auto_create_topic(name).await.map_err(|e| match &e {
+        MetadataChangeError::Controller(c) => KafkaError::from(c),
+        _ => KafkaError::with_message(ResponseError::UnknownServerError, e.to_string()),
+    })
+}
+
+fn append_partition(
+    broker: &Broker,
+    version: i16,
+    topic: &TopicState,
+    index: i32,
+    records: Option<bytes::Bytes>,
+) -> PartitionProduceResponse {
+    let Some(partition) = topic.partition(index) else {
+        return error_response(index, &ResponseError::UnknownTopicOrPartition.into());
+    };
+    let Some(records) = records else {
+        return error_response(
+            index,
+            &KafkaError::with_message(ResponseError::CorruptMessage, "no records"),
+        );
+    };
+    let summary = match validate_record_set(&records) {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(topic = %topic.name, partition = index, error = %e, "rejecting produced records");
+            return error_response(index, &KafkaError::from(&e));
+        }
+    };
+    if summary.max_batch_bytes > topic.settings.max_message_bytes {
+        return error_response(
+            index,
+            &KafkaError::with_message(
+                ResponseError::MessageTooLarge,
+                format!(
+                    "batch of {} bytes exceeds max.message.bytes ({})",
+                    summary.max_batch_bytes, topic.settings.max_message_bytes
+                ),
+            ),
+        );
+    }
+    // The request buffer is shared with the other fields decoded from it, so the batches
+    // are copied once into a buffer of their own before offsets are written into them.
+    let mut owned = BytesMut::from(&records[..]);
+    match partition
+        .log
+        .append(&mut owned, partition.leader_epoch, now_ms())
+    {
+        Ok(info) => {
+            partition.advance_high_watermark(info.last_offset + 1);
+            broker.data_arrived.notify_waiters();
+            let log_append_time_ms = match topic.settings.timestamp_type {
+                TimestampType::LogAppendTime => info.log_append_time_ms,
+                TimestampType::CreateTime => -1,
+            };
+            let mut r = PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(0)
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(log_append_time_ms)
+                .with_log_start_offset(info.log_start_offset);
+            if version >= 10 {
+                r.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(broker.node_id))
+                    .with_leader_epoch(partition.leader_epoch);
+            }
+            r
+        }
+        Err(e) => {
+            error!(topic = %topic.name, partition = index, error = %e, "append failed");
+            error_response(index, &KafkaError::from(&e))
+        }
+    }
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
+    let acks = req.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic_data in req.topic_data {
+        let name = topic_data.name.0.to_string();
+        let partitions = if !valid_acks {
+            let err = KafkaError::with_message(
+                ResponseError::InvalidRequiredAcks,
+                format!("acks must be -1, 0 or 1, not {acks}"),
+            );
+            topic_data
+                .partition_data
+                .iter()
+                .map(|p| error_response(p.index, &err))
+                .collect()
+        } else {
+            match resolve_topic(broker, &name).await {
+                Ok(topic) => topic_data
+                    .partition_data
+                    .into_iter()
+                    .map(|p| append_partition(broker, version, &topic, p.index, p.records))
+                    .collect(),
+                Err(err) => topic_data
+                    .partition_data
+                    .iter()
+                    .map(|p| error_response(p.index, &err))
+                    .collect(),
+            }
+        };
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        return Reply::NoResponse;
+    }
+    ProduceResponse::default().with_responses(responses).into()
+}

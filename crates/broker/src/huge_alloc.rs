@@ -1,0 +1,129 @@
+//! A global allocator that makes a huge allocation request harmless.
+//!
+//! The generated codecs size a `Vec` from an array count read off the wire before they read
+//! the elements (`Vec::with_capacity(n)`). A frame of a few bytes can claim 2^31 elements:
+//! the elements would fail to decode, but the allocation comes first, and a request for more
+//! memory than the machine has makes the system allocator fail, which aborts the process.
+//!
+//! This allocator serves every request of [`HUGE_BYTES`] or more with an anonymous mapping
+//! made with `MAP_NORESERVE`: the kernel reserves address space only, so the request
+//! succeeds, and pages are committed only if they are written. A bogus count therefore costs
+//! nothing and the decoder returns its error; a genuine large buffer works as before. All
+//! other requests go to the system allocator unchanged.
+//!
+//! The broker binary and the broker's test binaries install it with `#[global_allocator]`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// Requests at least this large are served by `mmap(MAP_NORESERVE)`.
+pub const HUGE_BYTES: usize = 256 * 1024 * 1024;
+const PAGE_BYTES: usize = 4096;
+
+pub struct NoReserveForHuge;
+
+fn is_huge(layout: &Layout) -> bool {
+    layout.size() >= HUGE_BYTES && layout.align() <= PAGE_BYTES
+}
+
+unsafe fn map(size: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping with no address hint has no preconditions.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+unsafe impl GlobalAlloc for NoReserveForHuge {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if is_huge(&layout) {
+            // SAFETY: size is non-zero (>= HUGE_BYTES).
+            unsafe { map(layout.size()) }
+        } else {
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if is_huge(&layout) {
+            // Fresh anonymous mappings are zero-filled.
+            unsafe { map(layout.size()) }
+        } else {
+            unsafe { System.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if is_huge(&layout) {
+            // SAFETY: `ptr` came from `map` with this size.
+            unsafe {
+                libc::munmap(ptr.cast(), layout.size());
+            }
+        } else {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees `new_size` with `layout.align()` is a valid layout.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        if !is_huge(&layout) && !is_huge(&new_layout) {
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        let new_ptr = unsafe { self.alloc(new_layout) };
+        if !new_ptr.is_null() {
+            // SAFETY: both blocks are valid for the smaller of the two sizes and distinct.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new_ptr, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new_ptr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_request_larger_than_memory_when_allocated_should_succeed_without_committing() {
+        let a = NoReserveForHuge;
+        // 1 TiB: far more than any test machine has.
+        let layout = Layout::from_size_align(1 << 40, 8).unwrap();
+        let p = unsafe { a.alloc(layout) };
+        assert!(!p.is_null());
+        unsafe {
+            *p = 7;
+            assert_eq!(*p, 7);
+            a.dealloc(p, layout);
+        }
+    }
+
+    #[test]
+    fn given_growth_across_the_threshold_should_keep_contents() {
+        let a = NoReserveForHuge;
+        let small = Layout::from_size_align(16, 8).unwrap();
+        unsafe {
+            let p = a.alloc(small);
+            p.write_bytes(9, 16);
+            let q = a.realloc(p, small, HUGE_BYTES);
+            assert_eq!(*q.add(15), 9);
+            let big = Layout::from_size_align(HUGE_BYTES, 8).unwrap();
+            let r = a.realloc(q, big, 32);
+            assert_eq!(*r.add(15), 9);
+            a.dealloc(r, Layout::from_size_align(32, 8).unwrap());
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Listeners: accept connections and hand each to its own task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::connection::serve_connection;
+use crate::state::Broker;
+
+#[derive(Debug, Error)]
+pub enum ListenError {
+    #[error("cannot resolve listener host '{host}': {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listener host '{host}' resolves to no address")]
+    NoAddress { host: String },
+}
+
+/// Binds every address of `host:port`. `localhost` binds both 127.0.0.1 and ::1 so clients
+/// reach the broker whichever one they resolve it to; an empty host binds all interfaces.
+pub async fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, ListenError> {
+    let addrs: Vec<SocketAddr> = if host.is_empty() || host == "0.0.0.0" {
+        vec![SocketAddr::from(([0, 0, 0, 0], port))]
+    } else if host == "localhost" {
+        vec![
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ]
+    } else {
+        let host_trimmed = host.trim_start_matches('[').trim_end_matches(']');
+        let found = tokio::net::lookup_host((host_trimmed, port))
+            .await
+            .map_err(|source| ListenError::Resolve {
+                host: host.to_string(),
+                source,
+            })?;
+        let mut v: Vec<SocketAddr> = found.collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if addrs.is_empty() {
+        return Err(ListenError::NoAddress {
+            host: host.to_string(),
+        });
+    }
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            // localhost on a machine without IPv6: the IPv4 listener is enough.
+            Err(e) if host == "localhost" && addr.is_ipv6() && !listeners.is_empty() => {
+                warn!(%addr, error = %e, "cannot listen on IPv6 loopback; continuing with IPv4 only");
+            }
+            Err(source) => {
+                return Err(ListenError::Bind {
+                    addr: *addr,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(listeners)
+}
+
+/// Accepts connections until the broker shuts down.
+pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let b = broker.clone();
+                    tokio::spawn(async move { serve_connection(b, stream, peer).await });
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: keep serving the connections we have.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => {
+                info!(addr = ?listener.local_addr().ok(), "listener stopped");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The broker's shared state: configuration, the metadata image, and the partitions it
+//! leads. Metadata changes go through one path: the controller turns a request into
+//! records, the records are appended (durably) to the metadata log, applied to a copy of the
+//! image, and the new image is swapped in; partition logs are then opened or deleted to
+//! match it. Readers take an `Arc` snapshot of the image and never wait on a change.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use runnel_log::{FsStorage, LogConfig, PartitionLog, Storage, TimestampType};
+use runnel_metadata::controller::{
+    self, ControllerError, CreateTopic, ReplicaAssignment, TopicDefaults, TopicRef,
+};
+use runnel_metadata::image::MetadataImage;
+use runnel_metadata::records::MetadataRecord;
+use runnel_metadata::store::{MetaProperties, MetadataLog};
+use runnel_metadata::topic_config;
+use thiserror::Error;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
+
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error("metadata: {0}")]
+    Metadata(String),
+    #[error("partition {topic}-{partition}: {source}")]
+    Log {
+        topic: String,
+        partition: i32,
+        source: runnel_log::LogError,
+    },
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Errors of metadata changes requested by clients.
+#[derive(Debug, Error)]
+pub enum MetadataChangeError {
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error("metadata log: {0}")]
+    Store(String),
+    #[error("partition log: {0}")]
+    Log(#[from] runnel_log::LogError),
+}
+
+/// Settings of a topic resolved from its overrides and the broker defaults, for the paths
+/// that need them on every request.
+#[derive(Debug, Clone)]
+pub struct TopicSettings {
+    pub max_message_bytes: usize,
+    pub timestamp_type: TimestampType,
+    pub log: LogConfig,
+}
+
+/// A partition this broker leads.
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub leader_epoch: i32,
+    pub log: PartitionLog,
+    /// Offset below which records are visible to consumers. A single node is its own ISR, so
+    /// this follows the log end offset; with replication it will follow the ISR.
+    high_watermark: AtomicI64,
+}
+
+impl Partition {
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+    /// Called after an append completed: the single replica has everything.
+    pub fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.fetch_max(offset, Ordering::AcqRel);
+    }
+}
+
+/// A topic with its open partitions.
+pub struct TopicState {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub settings: TopicSettings,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl TopicState {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// What a created topic looks like, for CreateTopics responses.
+pub struct CreatedTopic {
+    pub topic_id: Uuid,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+}
+
+/// A topic to create.
+pub struct TopicSpec {
+    pub name: String,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub assignments: Vec<(i32, Vec<i32>)>,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub node_id: i32,
+    pub cluster_id: String,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    storage: Arc<dyn Storage>,
+    data_dir: PathBuf,
+    image: RwLock<Arc<MetadataImage>>,
+    metadata_log: tokio::sync::Mutex<MetadataLog>,
+    topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    /// Woken after every append, for long-polling fetches.
+    pub data_arrived: Notify,
+    pub fetch_sessions: Mutex<FetchSessionCache>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Broker {
+    /// Opens the data directory: metadata log replay, then every partition in the image.
+    pub fn open(
+        config: BrokerConfig,
+        advertised_host: String,
+        advertised_port: u16,
+    ) -> Result<Arc<Broker>, StartupError> {
+        let data_dir = config.log_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir {
+            dir: data_dir.clone(),
+            source,
+        })?;
+        let meta = MetaProperties::load_or_create(&data_dir, config.node_id)
+            .map_err(|e| StartupError::Metadata(e.to_string()))?;
+        let (metadata_log, image) =
+            MetadataLog::open(&data_dir).map_err(|e| StartupError::Metadata(e.to_string()))?;
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new());
+        let broker = Broker {
+            node_id: config.node_id,
+            cluster_id: meta.cluster_id.clone(),
+            advertised_host,
+            advertised_port,
+            storage,
+            data_dir,
+            image: RwLock::new(Arc::new(image)),
+            metadata_log: tokio::sync::Mutex::new(metadata_log),
+            topics: RwLock::new(HashMap::new()),
+            data_arrived: Notify::new(),
+            fetch_sessions: Mutex::new(FetchSessionCache::new(
+                config.max_incremental_fetch_session_cache_slots as usize,
+            )),
+            shutdown_tx: watch::channel(false).0,
+            config,
+        };
+        let image = broker.image();
+        let mut topics = HashMap::new();
+        for topic in image.topics() {
+            let state =
+                broker
+                    .open_topic(&image, topic.name())
+                    .map_err(|(partition, source)| StartupError::Log {
+                        topic: topic.name().to_string(),
+                        partition,
+                        source,
+                    })?;
+            topics.insert(topic.name().to_string(), state);
+        }
+        broker.remove_orphan_partition_dirs(&topics);
+        info!(topics = topics.len(), "partitions opened");
+        *broker.topics.write().expect("topics lock") =
+            topics.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        Ok(Arc::new(broker))
+    }
+
+    /// Partition directories of topics that no longer exist (a crash between a deletion's
+    /// metadata record and the removal of its files) are removed at start-up.
+    fn remove_orphan_partition_dirs(&self, topics: &HashMap<String, TopicState>) {
+        let Ok(entries) = self.storage.list_dir(&self.data_dir) else {
+            return;
+        };
+        for entry in entries {
+            let Some(name) = entry.to_str() else {
+                continue;
+            };
+            let path = self.data_dir.join(name);
+            let Some((topic, partition)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(partition) = partition.parse::<i32>() else {
+                continue;
+            };
+            if topic.starts_with("__cluster_metadata") {
+                continue;
+            }
+            let known = topics
+                .get(topic)
+                .is_some_and(|t| t.partition(partition).is_some());
+            if !known {
+                warn!(dir = %path.display(), "removing directory of a partition that is not in the metadata");
+                if let Err(e) = self.storage.remove_dir_all(&path) {
+                    warn!(dir = %path.display(), error = %e, "cannot remove orphan partition directory");
+                }
+            }
+        }
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Resolves a topic's settings from its overrides and the broker's configuration.
+    pub fn topic_settings(&self, image: &MetadataImage, topic: &str) -> TopicSettings {
+        let lookup = |key: &str| self.config.lookup(key);
+        let layers = topic_config::BrokerConfigLayers::from_image(image, self.node_id, &lookup);
+        let entries = topic_config::effective_topic_config(image.topic_config(topic), &layers);
+        let value = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        let int = |name: &str, default: i64| -> i64 {
+            value(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        let defaults = LogConfig::default();
+        let timestamp_type = match value("message.timestamp.type").as_deref() {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        };
+        let log = LogConfig {
+            segment_bytes: int("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
+            segment_ms: int("segment.ms", defaults.segment_ms),
+            index_interval_bytes: int("index.interval.bytes", defaults.index_interval_bytes as i64)
+                .max(0) as u64,
+            segment_index_bytes: int("segment.index.bytes", defaults.segment_index_bytes as i64)
+                .max(8) as u64,
+            flush_messages: int("flush.messages", i64::MAX).max(1) as u64,
+            flush_ms: int("flush.ms", i64::MAX),
+            timestamp_type,
+        };
+        TopicSettings {
+            max_message_bytes: int("max.message.bytes", 1_048_588).max(0) as usize,
+            timestamp_type,
+            log,
+        }
+    }
+
+    fn open_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+    ) -> Result<TopicState, (i32, runnel_log::LogError)> {
+        let topic = image.topic_by_name(name).expect("topic is in the image");
+        let settings = self.topic_settings(image, name);
+        let mut partitions = Vec::with_capacity(topic.partition_count());
+        for p in topic.partitions() {
+            let index = p.partition;
+            let dir = self.partition_dir(name, index);
+            let log =
+                PartitionLog::open(self.storage.clone(), &dir, settings.log.clone(), now_ms())
+                    .map_err(|e| (index, e))?;
+            let leo = log.log_end_offset();
+            partitions.push(Arc::new(Partition {
+                topic: name.to_string(),
+                index,
+                leader_epoch: p.leader_epoch,
+                log,
+                high_watermark: AtomicI64::new(leo),
+            }));
+        }
+        Ok(TopicState {
+            name: name.to_string(),
+            topic_id: topic.topic_id(),
+            settings,
+            partitions,
+        })
+    }
+
+    /// A snapshot of the metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().expect("image lock").clone()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicState>> {
+        self.topics.read().expect("topics lock").get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, topic_id: Uuid) -> Option<Arc<TopicState>> {
+        let name = self.image().topic_by_id(&topic_id)?.name().to_string();
+        self.topic(&name)
+    }
+
+    /// Creates topics (or only validates them). Each spec gets its own result; earlier specs
+    /// of the same call are visible to later ones.
+    pub async fn create_topics(
+        &self,
+        specs: Vec<TopicSpec>,
+        validate_only: bool,
+    ) -> Vec<Result<CreatedTopic, MetadataChangeError>> {
+        let mut log = self.metadata_log.lock().await;
+        let mut image = (*self.image()).clone();
+        let defaults = TopicDefaults {
+            num_partitions: self.config.num_partitions,
+            replication_factor: self.config.default_replication_factor,
+        };
+        let mut results = Vec::with_capacity(specs.len());
+        let mut created_names = Vec::new();
+        for spec in specs {
+            let assignments: Vec<ReplicaAssignment> = spec
+                .assignments
+                .iter()
+                .map(|(partition_index, broker_ids)| ReplicaAssignment {
+                    partition_index: *partition_index,
+                    broker_ids: broker_ids.clone(),
+                })
+                .collect();
+            let request = CreateTopic {
+                name: &spec.name,
+                num_partitions: spec.num_partitions,
+                replication_factor: spec.replication_factor,
+                assignments: &assignments,
+                configs: &spec.configs,
+            };
+            let records = controller::create_topic(
+                &image,
+                &request,
+                &defaults,
+                &[self.node_id],
+                Uuid::new_v4(),
+            );
+            let records = match records {
+                Ok(r) => r,
+                Err(e) => {
+                    results.push(Err(e.into()));
+                    continue;
+                }
+            };
+            if validate_only {
+                let t = created_summary(&records);
+                results.push(Ok(t));
+                continue;
+            }
+            if let Err(e) = log.append(&records) {
+                results.push(Err(MetadataChangeError::Store(e.to_string())));
+                continue;
+            }
+            for r in &records {
+                image.apply(r).expect(
+                    "records made by the controller apply to the image they were made from",
+                );
+            }
+            created_names.push(spec.name.clone());
+            results.push(Ok(created_summary(&records)));
+        }
+        if created_names.is_empty() {
+            return results;
+        }
+        let image = Arc::new(image);
+        *self.image.write().expect("image lock") = image.clone();
+        for name in created_names {
+            match self.open_topic(&image, &name) {
+                Ok(state) => {
+                    info!(topic = %name, partitions = state.partitions.len(), "topic created");
+                    self.topics
+                        .write()
+                        .expect("topics lock")
+                        .insert(name, Arc::new(state));
+                }
+                Err((partition, e)) => {
+                    tracing::error!(topic = %name, partition, error = %e, "cannot open the log of a created topic");
+                }
+            }
+        }
+        drop(log);
+        results
+    }
+
+    /// Creates a topic with the broker defaults (auto-creation on Metadata and Produce).
+    /// Returns the topic whether this call or a concurrent one created it.
+    pub async fn auto_create_topic(
+        &self,
+        name: &str,
+    ) -> Result<Arc<TopicState>, MetadataChangeError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        let spec = TopicSpec {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![],
+            configs: vec![],
+        };
+        let result = self.create_topics(vec![spec], false).await.pop();
+        match result {
+            Some(Ok(_))
+            | Some(Err(MetadataChangeError::Controller(ControllerError::TopicAlreadyExists(_)))) => {
+                self.topic(name).ok_or_else(|| {
+                    MetadataChangeError::Store(format!(
+                        "topic {name} was created but cannot be opened"
+                    ))
+                })
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(MetadataChangeError::Store("no result".into())),
+        }
+    }
+
+    /// Deletes a topic by name or id; returns its name and id.
+    pub async fn delete_topic(
+        &self,
+        name: Option<&str>,
+        topic_id: Option<Uuid>,
+    ) -> Result<(String, Uuid), MetadataChangeError> {
+        let mut log = self.metadata_log.lock().await;
+        let mut image = (*self.image()).clone();
+        let target = match (name, topic_id) {
+            (Some(n), _) => TopicRef::Name(n),
+            (None, Some(id)) => TopicRef::Id(id),
+            (None, None) => {
+                return Err(ControllerError::InvalidRequest(
+                    "neither name nor topic id given".into(),
+                )
+                .into())
+            }
+        };
+        let topic = match target {
+            TopicRef::Name(n) => image.topic_by_name(n),
+            TopicRef::Id(id) => image.topic_by_id(&id),
+        };
+        let (name, id) = match topic {
+            Some(t) => (t.name().to_string(), t.topic_id()),
+            None => (String::new(), Uuid::nil()),
+        };
+        let records = controller::delete_topic(&image, target)?;
+        log.append(&records)
+            .map_err(|e| MetadataChangeError::Store(e.to_string()))?;
+        for r in &records {
+            image
+                .apply(r)
+                .expect("records made by the controller apply to the image they were made from");
+        }
+        *self.image.write().expect("image lock") = Arc::new(image);
+        let removed = self.topics.write().expect("topics lock").remove(&name);
+        if let Some(topic) = removed {
+            for p in &topic.partitions {
+                if let Err(e) = p.log.delete() {
+                    warn!(topic = %name, partition = p.index, error = %e, "cannot remove partition files; they are removed at the next start");
+                }
+            }
+        }
+        info!(topic = %name, "topic deleted");
+        drop(log);
+        Ok((name, id))
+    }
+
+    /// A receiver that changes to `true` when the broker shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Flushes the partitions whose `flush.ms` is due.
+    pub fn flush_due(&self) {
+        let now = now_ms();
+        let topics: Vec<Arc<TopicState>> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect();
+        for t in topics {
+            for p in &t.partitions {
+                if let Err(e) = p.log.maybe_flush(now) {
+                    tracing::error!(topic = %t.name, partition = p.index, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+
+    /// Stops listeners and connections, then flushes and closes every partition.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+        let topics: Vec<Arc<TopicState>> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect();
+        for t in topics {
+            for p in &t.partitions {
+                if let Err(e) = p.log.close() {
+                    tracing::error!(topic = %t.name, partition = p.index, error = %e, "closing partition failed");
+                }
+            }
+        }
+        info!("all partitions flushed and closed");
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+}
+
+fn created_summary(records: &[MetadataRecord]) -> CreatedTopic {
+    let mut topic_id = Uuid::nil();
+    let mut num_partitions = 0;
+    let mut replication_factor = 0;
+    for r in records {
+        match r {
+            MetadataRecord::Topic { topic_id: id, .. } => topic_id = *id,
+            MetadataRecord::Partition { replicas, .. } => {
+                num_partitions += 1;
+                replication_factor = replicas.len() as i16;
+            }
+            _ => {}
+        }
+    }
+    CreatedTopic {
+        topic_id,
+        num_partitions,
+        replication_factor,
+    }
+}
