@@ -117,7 +117,8 @@ pub fn handle(
                 };
             match entries {
                 Ok(entries) => {
-                    let wanted = r.configuration_keys.as_ref();
+                    // Null or empty: every config.
+                    let wanted = r.configuration_keys.as_ref().filter(|k| !k.is_empty());
                     let configs = entries
                         .into_iter()
                         .filter(|e| {

@@ -1,0 +1,145 @@
+//! Every version of every API that ApiVersions advertises decodes, is handled, and encodes
+//! (advertise only what works).
+
+mod common;
+
+use bytes::Bytes;
+use common::{name, TestBroker};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use runnel_model::batch::testing::simple_batch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_of_every_api_is_answered() {
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    let versions = c.send(&ApiVersionsRequest::default(), 3).await;
+    let topic_id = {
+        let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(name("vt"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+        c.send(&req, 7).await.topics[0].topic_id
+    };
+    let mut checked = 0;
+    for api in &versions.api_keys {
+        let key = ApiKey::try_from(api.api_key).expect("known key");
+        for v in api.min_version..=api.max_version {
+            match key {
+                ApiKey::Produce if v >= 3 => {
+                    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
+                        TopicProduceData::default().with_name(name("vt")).with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(Bytes::from(simple_batch(0, 1)))),
+                        ]),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "Produce v{v}");
+                }
+                // Advertised for librdkafka's feature detection, refused when sent (tested in api.rs).
+                ApiKey::Produce => continue,
+                ApiKey::Fetch => {
+                    let topic = if v >= 13 {
+                        FetchTopic::default().with_topic_id(topic_id)
+                    } else {
+                        FetchTopic::default().with_topic(name("vt"))
+                    };
+                    let req = FetchRequest::default()
+                        .with_replica_id(BrokerId(-1))
+                        .with_max_bytes(1 << 20)
+                        .with_session_epoch(-1)
+                        .with_topics(vec![topic.with_partitions(vec![FetchPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(-1)
+                            .with_partition_max_bytes(1 << 20)])]);
+                    let r = c.send(&req, v).await;
+                    let p = &r.responses[0].partitions[0];
+                    assert_eq!(p.error_code, 0, "Fetch v{v}");
+                    assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "Fetch v{v}");
+                }
+                ApiKey::ListOffsets => {
+                    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                        ListOffsetsTopic::default().with_name(name("vt")).with_partitions(vec![
+                            ListOffsetsPartition::default().with_partition_index(0).with_current_leader_epoch(-1).with_timestamp(-1),
+                        ]),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "ListOffsets v{v}");
+                }
+                ApiKey::Metadata => {
+                    let req = MetadataRequest::default()
+                        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("vt")))]))
+                        .with_allow_auto_topic_creation(true);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.topics[0].error_code, 0, "Metadata v{v}");
+                }
+                ApiKey::ApiVersions => {
+                    let r = c.send(&ApiVersionsRequest::default(), v).await;
+                    assert_eq!(r.error_code, 0, "ApiVersions v{v}");
+                }
+                ApiKey::CreateTopics => {
+                    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                        .with_name(name(&format!("ct{v}")))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
+                }
+                ApiKey::DeleteTopics => {
+                    let topic = format!("ct{}", 2 + (v - 1) % 6);
+                    let req = if v >= 6 {
+                        DeleteTopicsRequest::default()
+                            .with_topics(vec![DeleteTopicState::default().with_name(Some(name(&topic)))])
+                    } else {
+                        DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
+                    };
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v} ({topic})");
+                }
+                ApiKey::OffsetForLeaderEpoch => {
+                    let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                        OffsetForLeaderTopic::default().with_topic(name("vt")).with_partitions(vec![
+                            OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(-1).with_leader_epoch(0),
+                        ]),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetForLeaderEpoch v{v}");
+                }
+                ApiKey::DescribeConfigs => {
+                    let req = DescribeConfigsRequest::default().with_resources(vec![
+                        DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("vt")),
+                        DescribeConfigsResource::default()
+                            .with_resource_type(4)
+                            .with_resource_name(StrBytes::from_static_str("1")),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    for res in &r.results {
+                        assert_eq!(res.error_code, 0, "DescribeConfigs v{v}: {:?}", res.error_message);
+                        assert!(!res.configs.is_empty(), "DescribeConfigs v{v}");
+                    }
+                }
+                ApiKey::DescribeCluster => {
+                    let r = c.send(&DescribeClusterRequest::default(), v).await;
+                    assert_eq!(r.error_code, 0, "DescribeCluster v{v}");
+                }
+                other => panic!("{other:?} is advertised but this test does not cover it"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "checked {checked} versions");
+    b.stop().await;
+}
