@@ -38,15 +38,22 @@ impl From<ResponseError> for KafkaError {
 
 impl From<&LogError> for KafkaError {
     fn from(e: &LogError) -> Self {
-        match e {
-            LogError::OffsetOutOfRange { .. } => {
-                KafkaError::with_message(ResponseError::OffsetOutOfRange, e.to_string())
+        let code = match e {
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::InvalidRecords(_) => ResponseError::CorruptMessage,
+            LogError::RecordSetTooLarge { .. } | LogError::OffsetOverflow { .. } => {
+                ResponseError::RecordListTooLarge
             }
-            LogError::Corrupt { .. } => {
-                KafkaError::with_message(ResponseError::CorruptMessage, e.to_string())
+            LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
+            LogError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            // Our own bytes are damaged, or the disk failed: the data is at risk, not the
+            // request at fault.
+            LogError::Corrupt { .. } | LogError::Io { .. } | LogError::Failed { .. } => {
+                ResponseError::KafkaStorageError
             }
-            _ => KafkaError::with_message(ResponseError::KafkaStorageError, e.to_string()),
-        }
+        };
+        KafkaError::with_message(code, e.to_string())
     }
 }
 

@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use runnel_log::{FsStorage, LogConfig, PartitionLog, Storage, TimestampType};
+use runnel_log::{FsStorage, LogConfig, OpenMode, PartitionLog, Storage, TimestampType};
 use runnel_metadata::controller::{
     self, ControllerError, CreateTopic, ReplicaAssignment, TopicDefaults, TopicRef,
 };
 use runnel_metadata::image::MetadataImage;
 use runnel_metadata::records::MetadataRecord;
-use runnel_metadata::store::{MetaProperties, MetadataLog};
+use runnel_metadata::store::{kafka_uuid_string, MetaProperties, MetadataLog};
 use runnel_metadata::topic_config;
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
@@ -225,6 +225,37 @@ impl Broker {
         }
     }
 
+    /// Makes sure a partition directory belongs to the topic with this id, as Kafka's
+    /// `partition.metadata` file does: a directory left by a deleted topic of the same name
+    /// is removed rather than served as the new topic's data.
+    fn claim_partition_dir(&self, dir: &std::path::Path, topic_id: Uuid) -> std::io::Result<()> {
+        const PARTITION_METADATA_BYTES_MAX: usize = 4096;
+        let path = dir.join("partition.metadata");
+        let expected = format!("version: 0\ntopic_id: {}\n", kafka_uuid_string(&topic_id));
+        match self.storage.open(&path, OpenMode::ReadWrite) {
+            Ok(file) => {
+                let len = (file.len()? as usize).min(PARTITION_METADATA_BYTES_MAX);
+                let mut buf = vec![0u8; len];
+                file.read_exact_at(&mut buf, 0)?;
+                if buf == expected.as_bytes() {
+                    return Ok(());
+                }
+                warn!(dir = %dir.display(), found = %String::from_utf8_lossy(&buf).trim(), expected_topic_id = %kafka_uuid_string(&topic_id),
+                    "partition directory belongs to another topic id; removing it");
+                drop(file);
+                self.storage.remove_dir_all(dir)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.storage.create_dir_all(dir)?;
+        let file = self.storage.open(&path, OpenMode::CreateOrOpen)?;
+        file.set_len(0)?;
+        file.write_all_at(expected.as_bytes(), 0)?;
+        file.sync_data()?;
+        self.storage.sync_dir(dir)
+    }
+
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.data_dir.join(format!("{topic}-{partition}"))
     }
@@ -279,6 +310,14 @@ impl Broker {
         for p in topic.partitions() {
             let index = p.partition;
             let dir = self.partition_dir(name, index);
+            self.claim_partition_dir(&dir, topic.topic_id()).map_err(|source| {
+                let err = runnel_log::LogError::Io {
+                    op: "claim partition directory",
+                    path: dir.clone(),
+                    source,
+                };
+                (index, err)
+            })?;
             let log =
                 PartitionLog::open(self.storage.clone(), &dir, settings.log.clone(), now_ms())
                     .map_err(|e| (index, e))?;

@@ -680,3 +680,29 @@ async fn idle_connections_are_closed_after_connections_max_idle_ms() {
     assert!(c.is_closed_by_broker().await);
     b.stop().await;
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_leftover_directory_of_a_deleted_topic_when_name_is_reused_should_start_empty() {
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "g", 1).await;
+    produce(&mut c, "g", 0, simple_batch(0, 3)).await;
+    let saved = tempfile::tempdir().unwrap();
+    copy_dir(&b.dir.path().join("g-0"), saved.path());
+    let req = DeleteTopicsRequest::default().with_topic_names(vec![name("g")]);
+    assert_eq!(c.send(&req, 5).await.responses[0].error_code, 0);
+    // As if removing the old files had failed.
+    copy_dir(saved.path(), &b.dir.path().join("g-0"));
+    create_topic(&mut c, "g", 1).await;
+    let resp = c.send(&fetch_req("g", 0, 0, 0, 0), 12).await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 0);
+    b.stop().await;
+}
