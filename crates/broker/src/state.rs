@@ -310,14 +310,15 @@ impl Broker {
         for p in topic.partitions() {
             let index = p.partition;
             let dir = self.partition_dir(name, index);
-            self.claim_partition_dir(&dir, topic.topic_id()).map_err(|source| {
-                let err = runnel_log::LogError::Io {
-                    op: "claim partition directory",
-                    path: dir.clone(),
-                    source,
-                };
-                (index, err)
-            })?;
+            self.claim_partition_dir(&dir, topic.topic_id())
+                .map_err(|source| {
+                    let err = runnel_log::LogError::Io {
+                        op: "claim partition directory",
+                        path: dir.clone(),
+                        source,
+                    };
+                    (index, err)
+                })?;
             let log =
                 PartitionLog::open(self.storage.clone(), &dir, settings.log.clone(), now_ms())
                     .map_err(|e| (index, e))?;

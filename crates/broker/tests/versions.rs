@@ -37,15 +37,19 @@ async fn every_advertised_version_of_every_api_is_answered() {
         for v in api.min_version..=api.max_version {
             match key {
                 ApiKey::Produce if v >= 3 => {
-                    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
-                        TopicProduceData::default().with_name(name("vt")).with_partition_data(vec![
-                            PartitionProduceData::default()
+                    let req = ProduceRequest::default()
+                        .with_acks(-1)
+                        .with_timeout_ms(1000)
+                        .with_topic_data(vec![TopicProduceData::default()
+                            .with_name(name("vt"))
+                            .with_partition_data(vec![PartitionProduceData::default()
                                 .with_index(0)
-                                .with_records(Some(Bytes::from(simple_batch(0, 1)))),
-                        ]),
-                    ]);
+                                .with_records(Some(Bytes::from(simple_batch(0, 1))))])]);
                     let r = c.send(&req, v).await;
-                    assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "Produce v{v}");
+                    assert_eq!(
+                        r.responses[0].partition_responses[0].error_code, 0,
+                        "Produce v{v}"
+                    );
                 }
                 // Advertised for librdkafka's feature detection, refused when sent (tested in api.rs).
                 ApiKey::Produce => continue,
@@ -66,20 +70,28 @@ async fn every_advertised_version_of_every_api_is_answered() {
                     let r = c.send(&req, v).await;
                     let p = &r.responses[0].partitions[0];
                     assert_eq!(p.error_code, 0, "Fetch v{v}");
-                    assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "Fetch v{v}");
+                    assert!(
+                        p.records.as_ref().is_some_and(|r| !r.is_empty()),
+                        "Fetch v{v}"
+                    );
                 }
                 ApiKey::ListOffsets => {
-                    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-                        ListOffsetsTopic::default().with_name(name("vt")).with_partitions(vec![
-                            ListOffsetsPartition::default().with_partition_index(0).with_current_leader_epoch(-1).with_timestamp(-1),
-                        ]),
-                    ]);
+                    let req = ListOffsetsRequest::default()
+                        .with_replica_id(BrokerId(-1))
+                        .with_topics(vec![ListOffsetsTopic::default()
+                            .with_name(name("vt"))
+                            .with_partitions(vec![ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_current_leader_epoch(-1)
+                                .with_timestamp(-1)])]);
                     let r = c.send(&req, v).await;
                     assert_eq!(r.topics[0].partitions[0].error_code, 0, "ListOffsets v{v}");
                 }
                 ApiKey::Metadata => {
                     let req = MetadataRequest::default()
-                        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("vt")))]))
+                        .with_topics(Some(vec![
+                            MetadataRequestTopic::default().with_name(Some(name("vt")))
+                        ]))
                         .with_allow_auto_topic_creation(true);
                     let r = c.send(&req, v).await;
                     assert_eq!(r.topics[0].error_code, 0, "Metadata v{v}");
@@ -89,18 +101,20 @@ async fn every_advertised_version_of_every_api_is_answered() {
                     assert_eq!(r.error_code, 0, "ApiVersions v{v}");
                 }
                 ApiKey::CreateTopics => {
-                    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-                        .with_name(name(&format!("ct{v}")))
-                        .with_num_partitions(1)
-                        .with_replication_factor(1)]);
+                    let req =
+                        CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                            .with_name(name(&format!("ct{v}")))
+                            .with_num_partitions(1)
+                            .with_replication_factor(1)]);
                     let r = c.send(&req, v).await;
                     assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
                 }
                 ApiKey::DeleteTopics => {
                     let topic = format!("ct{}", 2 + (v - 1) % 6);
                     let req = if v >= 6 {
-                        DeleteTopicsRequest::default()
-                            .with_topics(vec![DeleteTopicState::default().with_name(Some(name(&topic)))])
+                        DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default(
+                        )
+                        .with_name(Some(name(&topic)))])
                     } else {
                         DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
                     };
@@ -108,13 +122,19 @@ async fn every_advertised_version_of_every_api_is_answered() {
                     assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v} ({topic})");
                 }
                 ApiKey::OffsetForLeaderEpoch => {
-                    let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-                        OffsetForLeaderTopic::default().with_topic(name("vt")).with_partitions(vec![
-                            OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(-1).with_leader_epoch(0),
-                        ]),
-                    ]);
+                    let req = OffsetForLeaderEpochRequest::default()
+                        .with_replica_id(BrokerId(-1))
+                        .with_topics(vec![OffsetForLeaderTopic::default()
+                            .with_topic(name("vt"))
+                            .with_partitions(vec![OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(-1)
+                                .with_leader_epoch(0)])]);
                     let r = c.send(&req, v).await;
-                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetForLeaderEpoch v{v}");
+                    assert_eq!(
+                        r.topics[0].partitions[0].error_code, 0,
+                        "OffsetForLeaderEpoch v{v}"
+                    );
                 }
                 ApiKey::DescribeConfigs => {
                     let req = DescribeConfigsRequest::default().with_resources(vec![
@@ -127,7 +147,11 @@ async fn every_advertised_version_of_every_api_is_answered() {
                     ]);
                     let r = c.send(&req, v).await;
                     for res in &r.results {
-                        assert_eq!(res.error_code, 0, "DescribeConfigs v{v}: {:?}", res.error_message);
+                        assert_eq!(
+                            res.error_code, 0,
+                            "DescribeConfigs v{v}: {:?}",
+                            res.error_message
+                        );
                         assert!(!res.configs.is_empty(), "DescribeConfigs v{v}");
                     }
                 }

@@ -91,26 +91,27 @@ fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
     BrokerConfig::from_sources(file_text.as_deref(), &overrides).map_err(|e| e.to_string())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+/// SIGINT and SIGTERM handlers, installed before the broker announces it is ready so that a
+/// signal sent right after the ready line is not fatal.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 
@@ -123,6 +124,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut signals = match ShutdownSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("runnel: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match RunningBroker::start(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -131,7 +139,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    signals.wait().await;
     info!("shutting down");
     running.shutdown().await;
     ExitCode::SUCCESS

@@ -71,7 +71,7 @@ fn given_sigterm_should_flush_close_and_exit_cleanly() {
         .expect("starts");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
@@ -101,6 +101,8 @@ fn given_sigterm_should_flush_close_and_exit_cleanly() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "clean exit: {status:?}");
+    // The reader ends at EOF once the process has exited; then every line is in the channel.
+    reader.join().expect("stderr reader");
     lines.extend(rx.try_iter());
     assert!(
         lines

@@ -1,1 +1,62 @@
-//! placeholder
+//! `runnel-log`: the partition log storage engine — segments, sparse offset and time indexes,
+//! the leader epoch cache, and crash recovery — with Kafka's semantics (`LogSegment`,
+//! `OffsetIndex`, `TimeIndex`, `UnifiedLog`).
+//!
+//! The entry point is [`PartitionLog`]: one partition in one directory, `Send + Sync`, shared
+//! by the broker as `Arc<PartitionLog>`. See [`partition_log`] for the directory layout and the
+//! concurrency design. Index files use Kafka's formats: `.index` entries are (relative offset
+//! `u32`, position `u32`), `.timeindex` entries (max timestamp so far `i64`, relative offset
+//! `u32`), big-endian, one entry per `index_interval_bytes` of batches.
+//!
+//! # Invariants
+//!
+//! - **The log touches files only through [`Storage`].** No `std::fs` outside
+//!   [`storage::FsStorage`]; tests swap in [`testing::FaultyStorage`] to inject short writes,
+//!   torn writes, failed fsyncs and a full disk.
+//! - **Batches are stored as the producer sent them.** Only the base offset and the partition
+//!   leader epoch (neither covered by the CRC) and, under LogAppendTime, the timestamp and its
+//!   attribute (CRC recomputed) are rewritten. A record set is written with one write.
+//! - **No holes.** Offsets are assigned contiguously from the log end offset; every segment
+//!   ends exactly where the next begins; each batch starts at the previous batch's next offset.
+//!   Recovery enforces this on disk contents.
+//! - **Readers never see a partial batch.** A read is bounded by the committed size of each
+//!   segment, copied under the lock after the append's write completed; only whole batches are
+//!   returned.
+//! - **Durable only after flush/sync.** An append is in the page cache when it returns; it is
+//!   durable once [`PartitionLog::flush`] (or the `flush_messages` / `flush_ms` policy, or a
+//!   segment roll, or close) has fsynced it. A failed fsync is never ignored: the log turns
+//!   failed and serves nothing until reopened.
+//! - **Acknowledged data is never lost; a corrupt batch is never served.** After a crash the
+//!   active segment is scanned batch by batch (structure, CRC-32C, contiguous offsets) and cut
+//!   at the first torn or corrupt batch; index files are checked at every open and rebuilt
+//!   from the `.log` when damaged. Rolled segments are fsynced at roll time, so only the active
+//!   segment can hold torn bytes after a power loss. Every batch a read returns has its CRC
+//!   verified, so a bit flipped later on disk is reported ([`LogError::Corrupt`]), not served.
+//!   An append that returned an error is not acknowledged: after a crash it may be in the log
+//!   whole, or not at all, never in part.
+//! - **Bounded.** Every loop is bounded by a file length, an entry count or a segment count;
+//!   buffers by a chunk size, the largest batch, `max_bytes` or `segment_index_bytes`. Bad
+//!   disk contents lead to truncation or a [`LogError::Corrupt`], never to a panic; `assert!`s
+//!   guard only in-memory invariants.
+//!
+//! # Not yet
+//!
+//! Retention and DeleteRecords (moving the log start offset, deleting old segments), log
+//! compaction, producer-state snapshots, follower appends and truncation. The log start offset
+//! is already real, persisted state (`log-start-offset-checkpoint`) so those can move it.
+
+mod checkpoint;
+pub mod config;
+mod epoch;
+pub mod error;
+mod index;
+pub mod partition_log;
+mod recovery;
+mod segment;
+pub mod storage;
+pub mod testing;
+
+pub use config::{LogConfig, TimestampType};
+pub use error::LogError;
+pub use partition_log::{AppendInfo, PartitionLog, ReadResult, TimestampOffset};
+pub use storage::{FsStorage, OpenMode, Storage, StorageFile};

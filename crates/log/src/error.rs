@@ -1,0 +1,77 @@
+//! The log's error type. The broker maps it to Kafka error codes in one place; each variant
+//! names the code it is meant to become.
+
+use std::io;
+use std::path::PathBuf;
+
+use runnel_model::batch::BatchError;
+use thiserror::Error;
+
+/// Everything a [`PartitionLog`](crate::PartitionLog) operation can fail with.
+#[derive(Debug, Error)]
+pub enum LogError {
+    /// A storage operation failed. If it was an fsync, or a write whose effects could not be
+    /// undone, the log has also turned [`LogError::Failed`]. Kafka: `KAFKA_STORAGE_ERROR`.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What the log was doing (`"write"`, `"fsync"`, `"open"`, ...).
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A read or lookup asked for an offset outside `[log_start_offset, log_end_offset]`.
+    /// Kafka: `OFFSET_OUT_OF_RANGE`.
+    #[error(
+        "offset {offset} is out of range: log start {log_start_offset}, log end {log_end_offset}"
+    )]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// Stored bytes that must be valid are not (found while serving a read; recovery truncates
+    /// such bytes instead of reporting them). Kafka: `KAFKA_STORAGE_ERROR` (the data is ours).
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    /// The record set handed to `append` is not a sequence of whole v2 batches.
+    /// Kafka: `CORRUPT_MESSAGE`.
+    #[error("invalid record set: {0}")]
+    InvalidRecords(#[source] BatchError),
+    /// The record set is larger than a segment may be. Kafka: `RECORD_LIST_TOO_LARGE`.
+    #[error("record set of {size_bytes} bytes exceeds segment_bytes {segment_bytes}")]
+    RecordSetTooLarge { size_bytes: u64, segment_bytes: u64 },
+    /// The record set spans more offsets than a segment can address (2^31) or than an `i64`
+    /// holds. Kafka: `RECORD_LIST_TOO_LARGE`.
+    #[error("record set of {offset_count} offsets from offset {base_offset} cannot be addressed")]
+    OffsetOverflow { base_offset: i64, offset_count: i64 },
+    /// `append` was given a leader epoch older than the latest one in the log.
+    /// Kafka: `FENCED_LEADER_EPOCH`.
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest_epoch}")]
+    StaleLeaderEpoch { epoch: i32, latest_epoch: i32 },
+    /// An earlier fsync or unrecoverable write failed; the log serves nothing until it is
+    /// reopened (recovery then re-reads what is really on disk). Kafka: `KAFKA_STORAGE_ERROR`.
+    #[error("log {dir} has failed and is unusable until reopened: {reason}")]
+    Failed { dir: PathBuf, reason: String },
+    /// The log was closed or deleted. Kafka: `NOT_LEADER_OR_FOLLOWER` (the partition is gone
+    /// from this broker).
+    #[error("log {dir} is closed")]
+    Closed { dir: PathBuf },
+    /// A [`LogConfig`](crate::LogConfig) value is out of range. Kafka: `INVALID_CONFIG`.
+    #[error("invalid log config: {0}")]
+    InvalidConfig(String),
+}
+
+impl LogError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        LogError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,1311 @@
+//! [`PartitionLog`]: one partition's log in one directory.
+//!
+//! # Concurrency
+//!
+//! All state sits behind one mutex (`inner`), held only for short critical sections: copying
+//! a snapshot (a segment's shared file handles, committed size and index entry counts), and
+//! an append's planning and commit. No data I/O happens under it except a segment roll and
+//! the rare leader epoch checkpoint.
+//!
+//! - Appends are serialized by `append_lock`. An append plans under `inner` (offsets, roll,
+//!   index entries), releases it, writes the record set (one `pwrite`) and the index entries
+//!   past the committed lengths, then takes `inner` again to commit the new lengths and log
+//!   end offset.
+//! - Reads and lookups copy a snapshot under `inner` and read without it, never past the
+//!   committed lengths of their snapshot, and a read returns nothing at or past the log end
+//!   offset of its start. Committed bytes are never rewritten while the log is open, so a
+//!   reader never sees a half-written batch.
+//! - fsyncs are serialized by `flush_lock` and run without `inner`. A failed fsync is recorded
+//!   (the log turns failed) before `flush_lock` is released, so no later fsync can report
+//!   success: the kernel may drop dirty pages after a failed writeback, and a later
+//!   "successful" fsync would be a lie.
+//!
+//! Lock order: `append_lock`, then `flush_lock`, then `inner`.
+//!
+//! # Directory layout
+//!
+//! ```text
+//! <dir>/00000000000000000000.log        whole v2 batches, as produced (offsets 0..)
+//! <dir>/00000000000000000000.index      sparse offset index
+//! <dir>/00000000000000000000.timeindex  sparse time index
+//! <dir>/00000000000000001234.log        next segment, base offset 1234 ...
+//! <dir>/leader-epoch-checkpoint         leader epoch cache (Kafka's text format)
+//! <dir>/log-start-offset-checkpoint     log start offset ("0\n<offset>\n")
+//! <dir>/clean-shutdown                  present only between close() and the next open()
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use runnel_model::batch::{BatchError, BatchHeaderMut, BatchView, Batches};
+use tracing::{debug, error, info, warn};
+
+use crate::checkpoint::{self, StepError};
+use crate::config::{LogConfig, TimestampType};
+use crate::epoch::LeaderEpochCache;
+use crate::error::LogError;
+use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::recovery::{
+    list_or_create, load_epoch_checkpoint, load_log_start_checkpoint, load_segments,
+    remove_leftovers,
+};
+use crate::segment::{
+    self, BatchAt, ChunkReader, Segment, SegmentFiles, SegmentSnapshot, LOG_SUFFIX,
+    OFFSET_INDEX_SUFFIX, READ_CHUNK_BYTES, TIME_INDEX_SUFFIX,
+};
+use crate::storage::{is_no_space, OpenMode, Storage};
+
+/// Marker written by [`PartitionLog::close`] and removed by [`PartitionLog::open`].
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// The persisted leader epoch cache.
+pub const LEADER_EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
+/// The persisted log start offset.
+pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
+
+/// What [`PartitionLog::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The append time stamped into the batches under LogAppendTime, -1 under CreateTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// Largest batch max timestamp in the record set (-1 if none).
+    pub max_timestamp_ms: i64,
+    /// Base offset of the first batch carrying `max_timestamp_ms` (-1 if none).
+    pub offset_of_max_timestamp: i64,
+    pub batch_count: u32,
+    pub size_bytes: u64,
+}
+
+/// What [`PartitionLog::read`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches, exactly as stored; empty if none qualified.
+    pub bytes: Bytes,
+    pub batch_count: u32,
+    /// The offset after the last returned batch (the requested offset if none).
+    pub next_offset: i64,
+    pub log_start_offset: i64,
+    /// Log end offset when the read started.
+    pub log_end_offset: i64,
+}
+
+/// A timestamp and the offset it was found at (ListOffsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp_ms: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Open,
+    /// An fsync or an unrecoverable write failed; nothing is served until reopen.
+    Failed(String),
+    Closed,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    /// By base offset; never empty; the last one is the active segment. Contiguous: each
+    /// segment's `next_offset` is the next one's `base_offset`.
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    size_bytes: u64,
+    /// Every offset below this is durable.
+    flushed_offset: i64,
+    /// `now_ms` of the oldest append not yet fsynced.
+    oldest_unflushed_append_ms: Option<i64>,
+    epochs: LeaderEpochCache,
+}
+
+impl Inner {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+}
+
+/// One partition's log. `Send + Sync`; share it as `Arc<PartitionLog>`.
+pub struct PartitionLog {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    config: LogConfig,
+    limits: IndexLimits,
+    inner: Mutex<Inner>,
+    /// Serializes appends (and excludes close and delete while one runs); taken first.
+    append_lock: Mutex<()>,
+    /// Serializes fsyncs of the active segment; taken after `append_lock`, before `inner`.
+    flush_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .field("state", &inner.state)
+            .field("log_start_offset", &inner.log_start_offset)
+            .field("log_end_offset", &inner.log_end_offset)
+            .field("segments", &inner.segments.len())
+            .finish()
+    }
+}
+
+/// The layout of a record set: `(position, size_bytes)` of each batch, and the offsets it spans.
+struct Layout {
+    batches: Vec<(usize, usize)>,
+    offset_count: i64,
+}
+
+/// One batch after its header was rewritten.
+struct Stamped {
+    position: usize,
+    size_bytes: usize,
+    base_offset: i64,
+    max_timestamp_ms: i64,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating the directory and an empty first segment if absent,
+    /// and recovers it (see the crate docs). Removes the clean-shutdown marker, so a crash from
+    /// now on is detected at the next open.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
+        config.validate()?;
+        let limits = IndexLimits {
+            index_interval_bytes: config.index_interval_bytes,
+            offset_entries_max: config.offset_index_entries_max(),
+            time_entries_max: config.time_index_entries_max(),
+        };
+        let dir = dir.to_path_buf();
+        let listing = list_or_create(&*storage, &dir)?;
+        remove_leftovers(&*storage, &dir, &listing)?;
+        let clean_shutdown = listing.clean_shutdown;
+
+        let log_start_checkpoint = load_log_start_checkpoint(&*storage, &dir)?;
+        let mut epochs = load_epoch_checkpoint(&*storage, &dir)?;
+
+        let (mut segments, epoch_starts) =
+            load_segments(&*storage, &dir, &listing, clean_shutdown, &limits)?;
+        if segments.is_empty() {
+            let base_offset = log_start_checkpoint.unwrap_or(0);
+            let files = create_segment_files(&*storage, &dir, base_offset)
+                .map_err(|(op, path, e)| LogError::io(op, path, e))?;
+            storage
+                .sync_dir(&dir)
+                .map_err(|e| LogError::io("fsync directory", &dir, e))?;
+            segments.insert(base_offset, empty_segment(base_offset, files));
+        }
+
+        let first_base_offset = *segments.keys().next().expect("at least one segment");
+        let (log_end_offset, active_size_bytes, active_is_empty) = {
+            let active = segments.values().next_back().expect("at least one segment");
+            (
+                active.next_offset,
+                active.size_bytes,
+                active.size_bytes == 0,
+            )
+        };
+        if !active_is_empty {
+            let active = segments
+                .values_mut()
+                .next_back()
+                .expect("at least one segment");
+            let first_ts =
+                segment::first_batch_max_timestamp(&*active.files.log, active_size_bytes)
+                    .map_err(|e| LogError::io("read", &active.files.log_path, e))?;
+            active.roll_start_ms = Some(match first_ts {
+                Some(ts) if ts >= 0 => ts.min(now_ms),
+                _ => now_ms,
+            });
+        }
+        let log_start_offset = log_start_checkpoint.map_or(first_base_offset, |c| {
+            c.clamp(first_base_offset, log_end_offset)
+        });
+
+        let mut epochs_changed = epochs.truncate_from_end(log_end_offset);
+        for (epoch, start_offset) in epoch_starts {
+            epochs_changed |= epochs.observe(epoch, start_offset);
+        }
+        if epochs_changed {
+            checkpoint::write_atomic(
+                &*storage,
+                &dir,
+                LEADER_EPOCH_CHECKPOINT_FILE,
+                &epochs.encode(),
+            )
+            .map_err(step_error)?;
+        }
+        if clean_shutdown {
+            storage
+                .remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))
+                .map_err(|e| LogError::io("remove", dir.join(CLEAN_SHUTDOWN_FILE), e))?;
+        }
+        // Makes the marker's removal, and any index file recovery created, durable.
+        storage
+            .sync_dir(&dir)
+            .map_err(|e| LogError::io("fsync directory", &dir, e))?;
+
+        let size_bytes = segments.values().map(|s| s.size_bytes).sum();
+        info!(
+            dir = %dir.display(),
+            segments = segments.len(),
+            log_start_offset,
+            log_end_offset,
+            clean_shutdown,
+            "opened partition log"
+        );
+        Ok(PartitionLog {
+            storage,
+            dir,
+            config,
+            limits,
+            inner: Mutex::new(Inner {
+                state: State::Open,
+                segments,
+                log_start_offset,
+                log_end_offset,
+                size_bytes,
+                // Everything loaded is on disk: rolled segments were synced when rolled, and
+                // scanned or closed segments were synced by recovery or close.
+                flushed_offset: log_end_offset,
+                oldest_unflushed_append_ms: None,
+                epochs,
+            }),
+            append_lock: Mutex::new(()),
+            flush_lock: Mutex::new(()),
+        })
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Appends `records`: one or more whole batches already validated by
+    /// `runnel_model::batch::validate_record_set`. Assigns offsets from the log end offset by
+    /// rewriting each batch's base offset in place, stamps `partition_leader_epoch =
+    /// leader_epoch`, under LogAppendTime sets the append time (`now_ms`), rolls the segment
+    /// first if needed, writes the whole record set with one write, adds index entries, and
+    /// fsyncs if `flush_messages` offsets are unflushed.
+    ///
+    /// On a full disk the log is left as before (nothing visible, log end offset unchanged)
+    /// and stays usable. Any other write failure, and any fsync failure, turns the log failed.
+    pub fn append(
+        &self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let layout = layout_of(records)?;
+        let set_bytes = records.len() as u64;
+        if set_bytes > self.config.segment_bytes {
+            return Err(LogError::RecordSetTooLarge {
+                size_bytes: set_bytes,
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let append_guard = self.append_guard();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        self.check_usable(inner)?;
+        if leader_epoch >= 0 {
+            if let Some(latest_epoch) = inner.epochs.latest_epoch() {
+                if leader_epoch < latest_epoch {
+                    return Err(LogError::StaleLeaderEpoch {
+                        epoch: leader_epoch,
+                        latest_epoch,
+                    });
+                }
+            }
+        }
+        let base_offset = inner.log_end_offset;
+        let overflow = LogError::OffsetOverflow {
+            base_offset,
+            offset_count: layout.offset_count,
+        };
+        if layout.offset_count - 1 > i64::from(i32::MAX) {
+            return Err(overflow);
+        }
+        let Some(last_offset) = base_offset.checked_add(layout.offset_count - 1) else {
+            return Err(overflow);
+        };
+        if last_offset == i64::MAX {
+            return Err(overflow);
+        }
+
+        let batch_count = layout.batches.len() as u64;
+        if self.should_roll(inner.active(), set_bytes, batch_count, last_offset, now_ms) {
+            self.roll(inner)?;
+        }
+
+        let stamped = stamp(
+            records,
+            &layout,
+            base_offset,
+            leader_epoch,
+            &self.config,
+            now_ms,
+        )?;
+
+        if leader_epoch >= 0 && inner.epochs.latest_epoch() != Some(leader_epoch) {
+            let mut epochs = inner.epochs.clone();
+            epochs.assign(leader_epoch, base_offset);
+            let written = checkpoint::write_atomic(
+                &*self.storage,
+                &self.dir,
+                LEADER_EPOCH_CHECKPOINT_FILE,
+                &epochs.encode(),
+            );
+            if let Err(e) = written {
+                if !(e.op == "write" && is_no_space(&e.source)) {
+                    fail(
+                        &self.dir,
+                        &mut inner.state,
+                        format!("{} {}: {}", e.op, e.path.display(), e.source),
+                    );
+                }
+                return Err(step_error(e));
+            }
+            inner.epochs = epochs;
+        }
+
+        // Plan the index entries on a copy of the index state; commit only after the writes.
+        let limits = self.limits;
+        let active = inner.active_mut();
+        let segment_base_offset = active.base_offset;
+        let write_position = active.size_bytes;
+        assert_eq!(
+            active.next_offset, base_offset,
+            "active segment ends at the log end"
+        );
+        let mut index_state = active.index;
+        let (mut offset_entries, mut time_entries) = (Vec::new(), Vec::new());
+        for s in &stamped {
+            index_state.on_batch(
+                segment_base_offset,
+                write_position + s.position as u64,
+                s.base_offset,
+                s.max_timestamp_ms,
+                s.size_bytes as u64,
+                &limits,
+                &mut offset_entries,
+                &mut time_entries,
+            );
+        }
+        let files = Arc::clone(&active.files);
+        let committed_offset_entries = active.index.offset_entries;
+        let committed_time_entries = active.index.time_entries;
+        drop(guard);
+
+        // The writes run without `inner`, so readers can take snapshots meanwhile. Nobody else
+        // touches these bytes: they lie past the committed lengths, which readers never pass,
+        // and only appends (serialized by `append_lock`) write there or roll the segment.
+        let written = files
+            .log
+            .write_all_at(records, write_position)
+            .map_err(|e| ("write", files.log_path.clone(), e))
+            .and_then(|()| {
+                index::append_entries(
+                    &*files.offset_index,
+                    committed_offset_entries,
+                    &offset_entries,
+                )
+                .map_err(|e| ("write", files.log_path.with_extension("index"), e))
+            })
+            .and_then(|()| {
+                index::append_entries(&*files.time_index, committed_time_entries, &time_entries)
+                    .map_err(|e| ("write", files.log_path.with_extension("timeindex"), e))
+            });
+
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if let Err((op, path, e)) = written {
+            return Err(self.undo_failed_write(inner, op, path, e));
+        }
+        // A concurrent fsync may have failed the log meanwhile: then nothing more is
+        // acknowledged.
+        self.check_usable(inner)?;
+        let active = inner.active_mut();
+        assert_eq!(
+            active.base_offset, segment_base_offset,
+            "no roll during the write"
+        );
+        assert_eq!(
+            active.size_bytes, write_position,
+            "no other append during the write"
+        );
+
+        // Commit.
+        active.size_bytes += set_bytes;
+        active.next_offset = last_offset + 1;
+        active.index = index_state;
+        active.roll_start_ms.get_or_insert(now_ms);
+        inner.log_end_offset = last_offset + 1;
+        inner.size_bytes += set_bytes;
+        inner.oldest_unflushed_append_ms.get_or_insert(now_ms);
+
+        let (mut max_timestamp_ms, mut offset_of_max_timestamp) = (-1i64, -1i64);
+        for s in &stamped {
+            if s.max_timestamp_ms > max_timestamp_ms {
+                max_timestamp_ms = s.max_timestamp_ms;
+                offset_of_max_timestamp = s.base_offset;
+            }
+        }
+        let info = AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms: match self.config.timestamp_type {
+                TimestampType::LogAppendTime => now_ms,
+                TimestampType::CreateTime => -1,
+            },
+            log_start_offset: inner.log_start_offset,
+            max_timestamp_ms,
+            offset_of_max_timestamp,
+            batch_count: stamped.len() as u32,
+            size_bytes: set_bytes,
+        };
+        let unflushed = (inner.log_end_offset - inner.flushed_offset) as u64;
+        drop(guard);
+        // The next append may write while this one waits for its fsync.
+        drop(append_guard);
+        if unflushed >= self.config.flush_messages {
+            self.sync_active()?;
+        }
+        Ok(info)
+    }
+
+    /// Whole batches starting with the one that contains `start_offset`, across segments,
+    /// stopping before `max_bytes` would be exceeded (but with `min_one_batch` the first batch
+    /// is returned whatever its size, KIP-74), and only batches whose last offset is below
+    /// `upper_bound` (the high watermark). `start_offset == log_end_offset` returns nothing;
+    /// outside `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`. Every returned
+    /// batch's CRC is verified; a mismatch is [`LogError::Corrupt`], never served.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
+        let (first, log_start_offset, log_end_offset) = {
+            let inner = self.lock();
+            self.check_usable(&inner)?;
+            if start_offset < inner.log_start_offset || start_offset > inner.log_end_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: start_offset,
+                    log_start_offset: inner.log_start_offset,
+                    log_end_offset: inner.log_end_offset,
+                });
+            }
+            let result = ReadResult {
+                bytes: Bytes::new(),
+                batch_count: 0,
+                next_offset: start_offset,
+                log_start_offset: inner.log_start_offset,
+                log_end_offset: inner.log_end_offset,
+            };
+            if start_offset == inner.log_end_offset || upper_bound <= start_offset {
+                return Ok(result);
+            }
+            let Some((_, segment)) = inner.segments.range(..=start_offset).next_back() else {
+                // log_start_offset >= the first segment's base offset, so this cannot happen.
+                return Err(self.corrupt(
+                    &inner.active().files.log_path,
+                    0,
+                    format!("no segment holds offset {start_offset}"),
+                ));
+            };
+            (
+                segment.snapshot(),
+                inner.log_start_offset,
+                inner.log_end_offset,
+            )
+        };
+        // One consistent view: nothing appended after this point is returned, even from
+        // segments snapshotted later.
+        let upper_bound = upper_bound.min(log_end_offset);
+
+        let mut out = BytesMut::new();
+        let mut batch_count = 0u32;
+        let (mut position, offset_at_position) = self.position_for(&first, start_offset)?;
+        let mut check_offset = Some(offset_at_position);
+        let mut expected_next: Option<i64> = None;
+        let mut snapshot = first;
+        // Bounded by the number of segments (each step moves to a later one).
+        'segments: loop {
+            let log = &*snapshot.files.log;
+            let mut reader = ChunkReader::new(log, snapshot.size_bytes, READ_CHUNK_BYTES);
+            // Bounded: every iteration consumes a whole batch or leaves the loop.
+            loop {
+                let view = match reader
+                    .batch_at(position)
+                    .map_err(|e| LogError::io("read", &snapshot.files.log_path, e))?
+                {
+                    BatchAt::End => break,
+                    BatchAt::Bad(e) => {
+                        return Err(self.corrupt(&snapshot.files.log_path, position, e.to_string()))
+                    }
+                    BatchAt::Batch(view) => view,
+                };
+                if let Some(expected) = check_offset.take() {
+                    if view.base_offset() != expected {
+                        return Err(self.corrupt(
+                            &snapshot.files.log_path,
+                            position,
+                            format!(
+                                "index points at offset {expected}, batch has {}",
+                                view.base_offset()
+                            ),
+                        ));
+                    }
+                }
+                match expected_next {
+                    None if view.last_offset() < start_offset => {
+                        position += view.size_bytes() as u64;
+                        continue;
+                    }
+                    None if view.base_offset() > start_offset => {
+                        return Err(self.corrupt(
+                            &snapshot.files.log_path,
+                            position,
+                            format!(
+                                "offset {start_offset} missing: next batch starts at {}",
+                                view.base_offset()
+                            ),
+                        ));
+                    }
+                    Some(expected) if view.base_offset() != expected => {
+                        return Err(self.corrupt(
+                            &snapshot.files.log_path,
+                            position,
+                            format!(
+                                "batch at offset {} where {expected} was expected",
+                                view.base_offset()
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+                if view.last_offset() >= upper_bound {
+                    break 'segments;
+                }
+                let size_bytes = view.size_bytes();
+                if out.len().saturating_add(size_bytes) > max_bytes
+                    && !(out.is_empty() && min_one_batch)
+                {
+                    break 'segments;
+                }
+                // Never serve a corrupt batch: a bit flipped on disk after the recovery scan
+                // (or in a segment that was not scanned) is caught here. CRC-32C runs at
+                // several GB/s, cheap next to the copy.
+                if let Err(e) = view.verify_crc() {
+                    return Err(self.corrupt(&snapshot.files.log_path, position, e.to_string()));
+                }
+                out.extend_from_slice(view.as_bytes());
+                batch_count += 1;
+                expected_next = Some(view.next_offset());
+                position += size_bytes as u64;
+            }
+            // The whole segment was read: it must end at the offset recorded for it.
+            if expected_next != Some(snapshot.next_offset) {
+                return Err(self.corrupt(
+                    &snapshot.files.log_path,
+                    position,
+                    format!(
+                        "segment read up to offset {expected_next:?}, but it ends at {}",
+                        snapshot.next_offset
+                    ),
+                ));
+            }
+            // Everything below the bound has been seen (the segment that was active when the
+            // read started ends at the log end offset of that moment).
+            if expected_next.is_some_and(|next| next >= upper_bound) {
+                break;
+            }
+            match self.next_snapshot(snapshot.base_offset)? {
+                Some(next) => {
+                    snapshot = next;
+                    position = 0;
+                }
+                None => break,
+            }
+        }
+        Ok(ReadResult {
+            bytes: out.freeze(),
+            batch_count,
+            next_offset: expected_next.unwrap_or(start_offset),
+            log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().log_end_offset
+    }
+
+    /// Bytes of all segments' `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().size_bytes
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.lock().segments.keys().copied().collect()
+    }
+
+    /// ListOffsets by timestamp: the first batch whose max timestamp is `>= timestamp_ms`,
+    /// as (its max timestamp, its base offset — or the log start offset if later). Found with
+    /// the time index, then a scan of at most an index interval. `None` if no batch qualifies.
+    /// The special timestamps (-1 latest, -2 earliest, -3 max) are the caller's to handle.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        let (snapshot, log_start_offset) = {
+            let inner = self.lock();
+            self.check_usable(&inner)?;
+            let found = inner.segments.values().find(|s| {
+                s.size_bytes > 0
+                    && s.next_offset > inner.log_start_offset
+                    && s.index.max_timestamp_ms >= timestamp_ms
+            });
+            match found {
+                None => return Ok(None),
+                Some(s) => (s.snapshot(), inner.log_start_offset),
+            }
+        };
+        let files = &snapshot.files;
+        let time_entry =
+            index::lookup::<TimeEntry>(&*files.time_index, snapshot.time_entries, timestamp_ms)
+                .map_err(|e| LogError::io("read", files.log_path.with_extension("timeindex"), e))?;
+        let target_offset =
+            snapshot.base_offset + time_entry.map_or(0, |e| i64::from(e.relative_offset));
+        let (mut position, offset_at_position) = self.position_for(&snapshot, target_offset)?;
+        let mut check_offset = Some(offset_at_position);
+        let mut reader = ChunkReader::new(&*files.log, snapshot.size_bytes, READ_CHUNK_BYTES);
+        // Bounded: every iteration consumes a whole batch or returns.
+        loop {
+            let view = match reader
+                .batch_at(position)
+                .map_err(|e| LogError::io("read", &files.log_path, e))?
+            {
+                BatchAt::End => {
+                    return Err(self.corrupt(
+                        &files.log_path,
+                        position,
+                        format!("no batch with timestamp >= {timestamp_ms} although the segment's maximum is larger"),
+                    ))
+                }
+                BatchAt::Bad(e) => return Err(self.corrupt(&files.log_path, position, e.to_string())),
+                BatchAt::Batch(view) => view,
+            };
+            if let Some(expected) = check_offset.take() {
+                if view.base_offset() != expected {
+                    return Err(self.corrupt(
+                        &files.log_path,
+                        position,
+                        format!(
+                            "index points at offset {expected}, batch has {}",
+                            view.base_offset()
+                        ),
+                    ));
+                }
+            }
+            if view.max_timestamp() >= timestamp_ms && view.last_offset() >= log_start_offset {
+                return Ok(Some(TimestampOffset {
+                    timestamp_ms: view.max_timestamp(),
+                    offset: view.base_offset().max(log_start_offset),
+                }));
+            }
+            position += view.size_bytes() as u64;
+        }
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the largest batch timestamp in the log and the base offset of
+    /// the first batch carrying it. `None` if the log has no batch with a timestamp (`>= 0`).
+    pub fn max_timestamp_offset(&self) -> Option<TimestampOffset> {
+        let inner = self.lock();
+        let mut best: Option<TimestampOffset> = None;
+        for s in inner.segments.values() {
+            if s.next_offset <= inner.log_start_offset || s.index.max_timestamp_ms < 0 {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some(b) => s.index.max_timestamp_ms > b.timestamp_ms,
+            };
+            if better {
+                best = Some(TimestampOffset {
+                    timestamp_ms: s.index.max_timestamp_ms,
+                    offset: s.index.offset_of_max_timestamp.max(inner.log_start_offset),
+                });
+            }
+        }
+        best
+    }
+
+    /// OffsetForLeaderEpoch: `(largest epoch <= epoch, the offset where the next epoch
+    /// starts, or the log end offset if it is the latest)`; `(-1, -1)` if `epoch` is undefined
+    /// or newer than every epoch. For an epoch older than every known one, Kafka's answer:
+    /// `(epoch, start offset of the first known epoch)`.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let inner = self.lock();
+        inner.epochs.end_offset_for(epoch, inner.log_end_offset)
+    }
+
+    /// The leader epoch cache: `(epoch, start_offset)` pairs, oldest first.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.lock()
+            .epochs
+            .entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
+    }
+
+    /// Makes every appended batch durable (fsyncs the active segment's `.log`; rolled segments
+    /// were synced when rolled). The active segment's indexes are not synced: they are rebuilt
+    /// from the `.log` whenever the log was not closed cleanly.
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.sync_active()
+    }
+
+    /// `flush.ms`: flushes if the oldest unflushed append is at least `flush_ms` old. Called by
+    /// a broker timer.
+    pub fn maybe_flush(&self, now_ms: i64) -> Result<(), LogError> {
+        let due = {
+            let inner = self.lock();
+            self.check_usable(&inner)?;
+            inner
+                .oldest_unflushed_append_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
+        };
+        if due {
+            self.sync_active()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything (segment and index files), writes the checkpoints, then the
+    /// clean-shutdown marker, so the next open skips the recovery scan. The log accepts
+    /// nothing afterwards. Closing twice is a no-op; closing a failed log is an error and
+    /// writes no marker.
+    pub fn close(&self) -> Result<(), LogError> {
+        let _append = self.append_guard();
+        let _flush = self.flush_guard();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        match &inner.state {
+            State::Closed => return Ok(()),
+            State::Failed(_) => return Err(self.usable_error(&inner.state)),
+            State::Open => {}
+        }
+        match self.seal(inner) {
+            Ok(()) => {
+                inner.state = State::Closed;
+                info!(dir = %self.dir.display(), log_end_offset = inner.log_end_offset, "closed partition log");
+                Ok(())
+            }
+            Err(e) => {
+                fail(&self.dir, &mut inner.state, format!("close failed: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the whole partition directory (DeleteTopics). The log accepts nothing
+    /// afterwards; readers that already hold file handles finish their reads.
+    pub fn delete(&self) -> Result<(), LogError> {
+        let _append = self.append_guard();
+        let _flush = self.flush_guard();
+        let mut inner = self.lock();
+        inner.state = State::Closed;
+        match self.storage.remove_dir_all(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::io("remove directory", &self.dir, e)),
+        }
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.storage
+                .sync_dir(parent)
+                .map_err(|e| LogError::io("fsync directory", parent, e))?;
+        }
+        info!(dir = %self.dir.display(), "deleted partition log");
+        Ok(())
+    }
+
+    // ----- internals -----
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                // A thread panicked (an invariant assertion) while holding the lock: the state
+                // may be half-changed, so stop serving.
+                let mut guard = poisoned.into_inner();
+                fail(
+                    &self.dir,
+                    &mut guard.state,
+                    "an operation panicked while holding the log lock".into(),
+                );
+                guard
+            }
+        }
+    }
+
+    fn append_guard(&self) -> MutexGuard<'_, ()> {
+        self.append_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn flush_guard(&self) -> MutexGuard<'_, ()> {
+        self.flush_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn usable_error(&self, state: &State) -> LogError {
+        match state {
+            State::Open => unreachable!("usable_error on an open log"),
+            State::Failed(reason) => LogError::Failed {
+                dir: self.dir.clone(),
+                reason: reason.clone(),
+            },
+            State::Closed => LogError::Closed {
+                dir: self.dir.clone(),
+            },
+        }
+    }
+
+    fn check_usable(&self, inner: &Inner) -> Result<(), LogError> {
+        match inner.state {
+            State::Open => Ok(()),
+            _ => Err(self.usable_error(&inner.state)),
+        }
+    }
+
+    fn corrupt(&self, path: &Path, position: u64, reason: String) -> LogError {
+        error!(path = %path.display(), position, %reason, "corrupt log data found while reading");
+        LogError::Corrupt {
+            path: path.to_path_buf(),
+            position,
+            reason,
+        }
+    }
+
+    /// Kafka's roll conditions, checked before an append of `set_bytes` bytes in `batch_count`
+    /// batches ending at `last_offset`. An empty segment is never rolled.
+    fn should_roll(
+        &self,
+        active: &Segment,
+        set_bytes: u64,
+        batch_count: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
+        if active.size_bytes == 0 {
+            return false;
+        }
+        let full_bytes = active.size_bytes + set_bytes > self.config.segment_bytes;
+        let too_old = active
+            .roll_start_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms);
+        // The time index keeps room for the final entry written when the segment is sealed.
+        let index_full = active.index.offset_entries + batch_count > self.limits.offset_entries_max
+            || active.index.time_entries + batch_count + 1 > self.limits.time_entries_max;
+        let offset_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
+        full_bytes || too_old || index_full || offset_overflow
+    }
+
+    /// Seals the active segment (final time index entry, fsync of its three files) and starts
+    /// a new one at the log end offset. A failure to seal turns the log failed; a failure to
+    /// create the new files leaves the old segment active and the log usable.
+    fn roll(&self, inner: &mut Inner) -> Result<(), LogError> {
+        let new_base_offset = inner.log_end_offset;
+        let sealed = {
+            let active = inner
+                .segments
+                .values_mut()
+                .next_back()
+                .expect("a log always has an active segment");
+            assert!(active.size_bytes > 0, "never roll an empty segment");
+            assert_eq!(active.next_offset, new_base_offset);
+            seal_segment(active)
+        };
+        if let Err((op, path, e)) = sealed {
+            fail(
+                &self.dir,
+                &mut inner.state,
+                format!("{op} {}: {e}", path.display()),
+            );
+            return Err(LogError::io(op, path, e));
+        }
+        let files = match create_segment_files(&*self.storage, &self.dir, new_base_offset) {
+            Ok(files) => files,
+            Err((op, path, e)) => {
+                for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    let _ = self.storage.remove_file(&segment::segment_path(
+                        &self.dir,
+                        new_base_offset,
+                        suffix,
+                    ));
+                }
+                return Err(LogError::io(op, path, e));
+            }
+        };
+        if let Err(e) = self.storage.sync_dir(&self.dir) {
+            fail(
+                &self.dir,
+                &mut inner.state,
+                format!("fsync of directory failed: {e}"),
+            );
+            return Err(LogError::io("fsync directory", &self.dir, e));
+        }
+        inner
+            .segments
+            .insert(new_base_offset, empty_segment(new_base_offset, files));
+        // Everything before the new segment was just synced.
+        inner.flushed_offset = inner.flushed_offset.max(new_base_offset);
+        if inner.flushed_offset >= inner.log_end_offset {
+            inner.oldest_unflushed_append_ms = None;
+        }
+        debug!(dir = %self.dir.display(), base_offset = new_base_offset, "rolled a new segment");
+        Ok(())
+    }
+
+    /// After a failed write of an append: cut the active segment's files back to their
+    /// committed lengths, so no byte of the failed append stays. The log stays usable only if
+    /// the disk was full and the undo worked; otherwise it turns failed.
+    fn undo_failed_write(
+        &self,
+        inner: &mut Inner,
+        op: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    ) -> LogError {
+        let active = inner.active();
+        let files = &active.files;
+        let undo = files
+            .log
+            .set_len(active.size_bytes)
+            .and_then(|()| {
+                files
+                    .offset_index
+                    .set_len(active.index.offset_entries * index::OFFSET_ENTRY_BYTES as u64)
+            })
+            .and_then(|()| {
+                files
+                    .time_index
+                    .set_len(active.index.time_entries * index::TIME_ENTRY_BYTES as u64)
+            });
+        match undo {
+            Ok(()) if is_no_space(&error) => {
+                warn!(path = %path.display(), %error, "append failed on a full disk; nothing was appended");
+            }
+            Ok(()) => fail(
+                &self.dir,
+                &mut inner.state,
+                format!("{op} {}: {error}", path.display()),
+            ),
+            Err(undo_error) => fail(
+                &self.dir,
+                &mut inner.state,
+                format!(
+                    "{op} {}: {error}; undoing it failed too: {undo_error}",
+                    path.display()
+                ),
+            ),
+        }
+        LogError::io(op, path, error)
+    }
+
+    /// fsyncs the active segment's `.log` without holding `inner` during the fsync.
+    fn sync_active(&self) -> Result<(), LogError> {
+        let _flush = self.flush_guard();
+        let (files, log_end_offset) = {
+            let inner = self.lock();
+            self.check_usable(&inner)?;
+            if inner.flushed_offset >= inner.log_end_offset {
+                return Ok(());
+            }
+            (Arc::clone(&inner.active().files), inner.log_end_offset)
+        };
+        let synced = files.log.sync_data();
+        let mut inner = self.lock();
+        if let Err(e) = synced {
+            fail(
+                &self.dir,
+                &mut inner.state,
+                format!("fsync {} failed: {e}", files.log_path.display()),
+            );
+            return Err(LogError::io("fsync", &files.log_path, e));
+        }
+        // A seal (roll) may have failed meanwhile: then nothing may be reported durable.
+        self.check_usable(&inner)?;
+        inner.flushed_offset = inner.flushed_offset.max(log_end_offset);
+        if inner.flushed_offset >= inner.log_end_offset {
+            inner.oldest_unflushed_append_ms = None;
+        }
+        Ok(())
+    }
+
+    /// Close's work: seal the active segment, write the checkpoints and the marker.
+    fn seal(&self, inner: &mut Inner) -> Result<(), LogError> {
+        let log_start_offset = inner.log_start_offset;
+        let epochs = inner.epochs.encode();
+        seal_segment(inner.active_mut()).map_err(|(op, path, e)| LogError::io(op, path, e))?;
+        inner.flushed_offset = inner.log_end_offset;
+        inner.oldest_unflushed_append_ms = None;
+        checkpoint::write_atomic(
+            &*self.storage,
+            &self.dir,
+            LOG_START_OFFSET_CHECKPOINT_FILE,
+            &checkpoint::encode_log_start_offset(log_start_offset),
+        )
+        .map_err(step_error)?;
+        checkpoint::write_atomic(
+            &*self.storage,
+            &self.dir,
+            LEADER_EPOCH_CHECKPOINT_FILE,
+            &epochs,
+        )
+        .map_err(step_error)?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        let file = self
+            .storage
+            .open(&marker, OpenMode::CreateOrOpen)
+            .map_err(|e| LogError::io("create", &marker, e))?;
+        file.sync_data()
+            .map_err(|e| LogError::io("fsync", &marker, e))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io("fsync directory", &self.dir, e))
+    }
+
+    /// The position to start scanning from for `target_offset` in a segment snapshot, and the
+    /// base offset of the batch there (checked by the caller when it reads it back).
+    fn position_for(
+        &self,
+        snapshot: &SegmentSnapshot,
+        target_offset: i64,
+    ) -> Result<(u64, i64), LogError> {
+        let relative = target_offset - snapshot.base_offset;
+        let entry = index::lookup::<OffsetEntry>(
+            &*snapshot.files.offset_index,
+            snapshot.offset_entries,
+            relative,
+        )
+        .map_err(|e| LogError::io("read", snapshot.files.log_path.with_extension("index"), e))?;
+        match entry {
+            None => Ok((0, snapshot.base_offset)),
+            Some(e) if u64::from(e.position) < snapshot.size_bytes => Ok((
+                u64::from(e.position),
+                snapshot.base_offset + i64::from(e.relative_offset),
+            )),
+            Some(e) => Err(self.corrupt(
+                &snapshot.files.log_path,
+                u64::from(e.position),
+                format!(
+                    "index entry {e:?} points beyond the segment's {} bytes",
+                    snapshot.size_bytes
+                ),
+            )),
+        }
+    }
+
+    /// Snapshot of the segment after the one based at `base_offset`, if any.
+    fn next_snapshot(&self, base_offset: i64) -> Result<Option<SegmentSnapshot>, LogError> {
+        let inner = self.lock();
+        self.check_usable(&inner)?;
+        Ok(inner
+            .segments
+            .range((Bound::Excluded(base_offset), Bound::Unbounded))
+            .next()
+            .map(|(_, s)| s.snapshot()))
+    }
+}
+
+/// Marks the log failed (once; the first reason is kept).
+fn fail(dir: &Path, state: &mut State, reason: String) {
+    if *state == State::Open {
+        error!(dir = %dir.display(), %reason, "partition log failed; it serves nothing until reopened");
+        *state = State::Failed(reason);
+    }
+}
+
+fn step_error(e: StepError) -> LogError {
+    LogError::io(e.op, e.path, e.source)
+}
+
+type IoStep = (&'static str, PathBuf, std::io::Error);
+
+/// Appends the final time index entry of a segment that stops being active, and fsyncs its
+/// three files.
+fn seal_segment(segment: &mut Segment) -> Result<(), IoStep> {
+    let files = Arc::clone(&segment.files);
+    let index_path = files.log_path.with_extension("index");
+    let time_path = files.log_path.with_extension("timeindex");
+    let mut state = segment.index;
+    if let Some(entry) = state.final_time_entry(segment.base_offset) {
+        index::append_entries(&*files.time_index, segment.index.time_entries, &[entry])
+            .map_err(|e| ("write", time_path.clone(), e))?;
+        segment.index = state;
+    }
+    files
+        .log
+        .sync_data()
+        .map_err(|e| ("fsync", files.log_path.clone(), e))?;
+    files
+        .offset_index
+        .sync_data()
+        .map_err(|e| ("fsync", index_path, e))?;
+    files
+        .time_index
+        .sync_data()
+        .map_err(|e| ("fsync", time_path, e))?;
+    Ok(())
+}
+
+/// Walks the record set's batches (structure only: the caller validated CRCs).
+fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
+    if records.is_empty() {
+        return Err(LogError::InvalidRecords(BatchError::Empty));
+    }
+    let mut layout = Layout {
+        batches: Vec::new(),
+        offset_count: 0,
+    };
+    let mut position = 0usize;
+    for view in Batches::new(records) {
+        let view = view.map_err(LogError::InvalidRecords)?;
+        if view.last_offset_delta() < 0 {
+            return Err(LogError::InvalidRecords(BatchError::InvalidRecordCount {
+                records_count: view.records_count(),
+                last_offset_delta: view.last_offset_delta(),
+            }));
+        }
+        layout.batches.push((position, view.size_bytes()));
+        layout.offset_count += i64::from(view.last_offset_delta()) + 1;
+        position += view.size_bytes();
+    }
+    assert_eq!(position, records.len(), "batches cover the record set");
+    Ok(layout)
+}
+
+/// Rewrites each batch's header: base offset, leader epoch, and under LogAppendTime the
+/// timestamp (recomputing the CRC). Reads each header back to check it.
+fn stamp(
+    records: &mut [u8],
+    layout: &Layout,
+    base_offset: i64,
+    leader_epoch: i32,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<Vec<Stamped>, LogError> {
+    let mut stamped = Vec::with_capacity(layout.batches.len());
+    let mut next_offset = base_offset;
+    for &(position, size_bytes) in &layout.batches {
+        let bytes = &mut records[position..position + size_bytes];
+        let mut header = BatchHeaderMut::new(bytes).map_err(LogError::InvalidRecords)?;
+        header.set_base_offset(next_offset);
+        header.set_partition_leader_epoch(leader_epoch);
+        if config.timestamp_type == TimestampType::LogAppendTime {
+            header.set_log_append_time(now_ms);
+        }
+        let view = BatchView::parse(bytes).map_err(LogError::InvalidRecords)?;
+        assert_eq!(
+            view.base_offset(),
+            next_offset,
+            "stamped base offset reads back"
+        );
+        assert_eq!(
+            view.size_bytes(),
+            size_bytes,
+            "stamping keeps the batch size"
+        );
+        assert_eq!(view.partition_leader_epoch(), leader_epoch);
+        stamped.push(Stamped {
+            position,
+            size_bytes,
+            base_offset: next_offset,
+            max_timestamp_ms: view.max_timestamp(),
+        });
+        next_offset = view.next_offset();
+    }
+    assert_eq!(
+        next_offset,
+        base_offset + layout.offset_count,
+        "offsets assigned without holes"
+    );
+    Ok(stamped)
+}
+
+fn empty_segment(base_offset: i64, files: Arc<SegmentFiles>) -> Segment {
+    Segment {
+        base_offset,
+        files,
+        size_bytes: 0,
+        next_offset: base_offset,
+        index: IndexState::EMPTY,
+        roll_start_ms: None,
+    }
+}
+
+fn create_segment_files(
+    storage: &dyn Storage,
+    dir: &Path,
+    base_offset: i64,
+) -> Result<Arc<SegmentFiles>, IoStep> {
+    let log_path = segment::segment_path(dir, base_offset, LOG_SUFFIX);
+    let index_path = segment::segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX);
+    let time_path = segment::segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
+    let log = storage
+        .open(&log_path, OpenMode::CreateNew)
+        .map_err(|e| ("create", log_path.clone(), e))?;
+    let offset_index = storage
+        .open(&index_path, OpenMode::CreateOrOpen)
+        .and_then(|f| f.set_len(0).map(|()| f))
+        .map_err(|e| ("create", index_path, e))?;
+    let time_index = storage
+        .open(&time_path, OpenMode::CreateOrOpen)
+        .and_then(|f| f.set_len(0).map(|()| f))
+        .map_err(|e| ("create", time_path, e))?;
+    Ok(Arc::new(SegmentFiles {
+        log,
+        offset_index,
+        time_index,
+        log_path,
+    }))
+}

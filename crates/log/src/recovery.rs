@@ -1,0 +1,412 @@
+//! Opening a partition directory: listing and cleaning it, loading the checkpoints, and
+//! loading every segment — cheaply checked when it can be trusted, scanned batch by batch,
+//! truncated at the first torn or corrupt batch and re-indexed when it cannot.
+//!
+//! Which segments are scanned:
+//! - the last (active) one, unless the log was closed cleanly (the clean-shutdown marker);
+//! - any segment with a missing or damaged index file (size not a multiple of the entry size,
+//!   entries not increasing, pointing beyond the `.log`, past the segment's last offset);
+//! - any segment whose batches after the last offset index entry do not parse, or that does
+//!   not end exactly where the next segment begins.
+//!
+//! Rolled segments were fsynced when rolled, so only the active one can hold torn bytes after
+//! a crash; a cut in an older segment means damage, and (as Kafka does) the segments after it
+//! are removed, since keeping them would leave a hole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+use crate::checkpoint::{self, TMP_SUFFIX};
+use crate::epoch::LeaderEpochCache;
+use crate::error::LogError;
+use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::partition_log::{
+    CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_CHECKPOINT_FILE, LOG_START_OFFSET_CHECKPOINT_FILE,
+};
+use crate::segment::{
+    self, Segment, SegmentFileKind, SegmentFiles, LOG_SUFFIX, OFFSET_INDEX_SUFFIX,
+    TIME_INDEX_SUFFIX,
+};
+use crate::storage::{OpenMode, Storage};
+
+/// What is in a partition directory.
+/// Files a partition directory may hold besides segments: our checkpoints, and Kafka's
+/// `partition.metadata` (topic id), which the broker keeps there.
+const KNOWN_OTHER_FILES: [&str; 3] = [
+    LEADER_EPOCH_CHECKPOINT_FILE,
+    LOG_START_OFFSET_CHECKPOINT_FILE,
+    "partition.metadata",
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub clean_shutdown: bool,
+    /// Base offset → which of its files exist (log, offset index, time index).
+    segments: BTreeMap<i64, [bool; 3]>,
+    tmp_files: Vec<String>,
+}
+
+pub(crate) fn list_or_create(storage: &dyn Storage, dir: &Path) -> Result<Listing, LogError> {
+    let names = match storage.list_dir(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            storage
+                .create_dir_all(dir)
+                .map_err(|e| LogError::io("create directory", dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                storage
+                    .sync_dir(parent)
+                    .map_err(|e| LogError::io("fsync directory", parent, e))?;
+            }
+            Vec::new()
+        }
+        Err(e) => return Err(LogError::io("list directory", dir, e)),
+    };
+    let mut listing = Listing::default();
+    for name in names {
+        let Some(name) = name.to_str() else {
+            warn!(dir = %dir.display(), name = ?name, "ignoring a file whose name is not UTF-8");
+            continue;
+        };
+        if name == CLEAN_SHUTDOWN_FILE {
+            listing.clean_shutdown = true;
+        } else if name.ends_with(TMP_SUFFIX) {
+            listing.tmp_files.push(name.to_string());
+        } else if let Some((base_offset, kind)) = segment::parse_file_name(name) {
+            let slot = match kind {
+                SegmentFileKind::Log => 0,
+                SegmentFileKind::OffsetIndex => 1,
+                SegmentFileKind::TimeIndex => 2,
+            };
+            listing.segments.entry(base_offset).or_default()[slot] = true;
+        } else if !KNOWN_OTHER_FILES.contains(&name) {
+            warn!(dir = %dir.display(), name, "ignoring an unknown file in a partition directory");
+        }
+    }
+    Ok(listing)
+}
+
+/// Removes temporary files of interrupted checkpoint writes and index files without a `.log`.
+pub(crate) fn remove_leftovers(
+    storage: &dyn Storage,
+    dir: &Path,
+    listing: &Listing,
+) -> Result<(), LogError> {
+    let mut removed = false;
+    let mut remove = |path: PathBuf| -> Result<(), LogError> {
+        match storage.remove_file(&path) {
+            Ok(()) => {
+                removed = true;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LogError::io("remove", path, e)),
+        }
+    };
+    for name in &listing.tmp_files {
+        remove(dir.join(name))?;
+    }
+    for (&base_offset, &[log, offset_index, time_index]) in &listing.segments {
+        if log {
+            continue;
+        }
+        warn!(dir = %dir.display(), base_offset, "removing index files that have no segment");
+        if offset_index {
+            remove(segment::segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX))?;
+        }
+        if time_index {
+            remove(segment::segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?;
+        }
+    }
+    if removed {
+        storage
+            .sync_dir(dir)
+            .map_err(|e| LogError::io("fsync directory", dir, e))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn load_log_start_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Option<i64>, LogError> {
+    let path = dir.join(LOG_START_OFFSET_CHECKPOINT_FILE);
+    let Some(bytes) =
+        checkpoint::read_small(storage, &path).map_err(|e| LogError::io("read", &path, e))?
+    else {
+        return Ok(None);
+    };
+    match checkpoint::decode_log_start_offset(&bytes) {
+        Ok(offset) => Ok(Some(offset)),
+        Err(reason) => {
+            warn!(path = %path.display(), %reason, "ignoring a damaged log start offset checkpoint");
+            Ok(None)
+        }
+    }
+}
+
+pub(crate) fn load_epoch_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<LeaderEpochCache, LogError> {
+    let path = dir.join(LEADER_EPOCH_CHECKPOINT_FILE);
+    let Some(bytes) =
+        checkpoint::read_small(storage, &path).map_err(|e| LogError::io("read", &path, e))?
+    else {
+        return Ok(LeaderEpochCache::default());
+    };
+    match LeaderEpochCache::decode(&bytes) {
+        Ok(cache) => Ok(cache),
+        Err(reason) => {
+            warn!(path = %path.display(), %reason, "ignoring a damaged leader epoch checkpoint");
+            Ok(LeaderEpochCache::default())
+        }
+    }
+}
+
+/// Loads every segment in order. The last one is scanned unless the shutdown was clean; any
+/// segment whose indexes are damaged, or whose tail does not parse or does not end where the
+/// next segment starts, is scanned and has its indexes rebuilt. If a scan cuts a segment that
+/// is not the last, the later segments would leave a hole and are removed (as Kafka does).
+/// Returns the segments and the epoch starts seen by the scans.
+#[allow(clippy::type_complexity)]
+pub(crate) fn load_segments(
+    storage: &dyn Storage,
+    dir: &Path,
+    listing: &Listing,
+    clean_shutdown: bool,
+    limits: &IndexLimits,
+) -> Result<(BTreeMap<i64, Segment>, Vec<(i32, i64)>), LogError> {
+    let bases: Vec<i64> = listing
+        .segments
+        .iter()
+        .filter(|(_, files)| files[0])
+        .map(|(&base, _)| base)
+        .collect();
+    let mut segments = BTreeMap::new();
+    let mut epoch_starts = Vec::new();
+    for (i, &base_offset) in bases.iter().enumerate() {
+        let next_base_offset = bases.get(i + 1).copied();
+        let [_, has_offset_index, has_time_index] = listing.segments[&base_offset];
+        let scan_reason = if !clean_shutdown && next_base_offset.is_none() {
+            Some("the log was not closed cleanly")
+        } else if !has_offset_index || !has_time_index {
+            Some("an index file is missing")
+        } else {
+            None
+        };
+        let (segment, starts) = load_segment(
+            storage,
+            dir,
+            base_offset,
+            next_base_offset,
+            scan_reason,
+            limits,
+        )?;
+        epoch_starts.extend(starts);
+        let next_offset = segment.next_offset;
+        segments.insert(base_offset, segment);
+        if let Some(next_base_offset) = next_base_offset {
+            if next_offset != next_base_offset {
+                let later = &bases[i + 1..];
+                error!(
+                    dir = %dir.display(),
+                    segment_base_offset = base_offset,
+                    segment_next_offset = next_offset,
+                    next_base_offset,
+                    removed_segments = later.len(),
+                    "segment does not end where the next one starts; removing the later segments"
+                );
+                for &later_base in later {
+                    for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                        let path = segment::segment_path(dir, later_base, suffix);
+                        match storage.remove_file(&path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(LogError::io("remove", path, e)),
+                        }
+                    }
+                }
+                storage
+                    .sync_dir(dir)
+                    .map_err(|e| LogError::io("fsync directory", dir, e))?;
+                break;
+            }
+        }
+    }
+    Ok((segments, epoch_starts))
+}
+
+/// Opens one segment, checks it cheaply (index files, tail) unless there is already a
+/// `scan_reason`, and scans, truncates and re-indexes it if needed.
+fn load_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    base_offset: i64,
+    next_base_offset: Option<i64>,
+    scan_reason: Option<&str>,
+    limits: &IndexLimits,
+) -> Result<(Segment, Vec<(i32, i64)>), LogError> {
+    let log_path = segment::segment_path(dir, base_offset, LOG_SUFFIX);
+    let index_path = segment::segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX);
+    let time_path = segment::segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
+    let open = |path: &Path, mode| {
+        storage
+            .open(path, mode)
+            .map_err(|e| LogError::io("open", path, e))
+    };
+    let files = Arc::new(SegmentFiles {
+        log: open(&log_path, OpenMode::ReadWrite)?,
+        offset_index: open(&index_path, OpenMode::CreateOrOpen)?,
+        time_index: open(&time_path, OpenMode::CreateOrOpen)?,
+        log_path: log_path.clone(),
+    });
+    let log_len_bytes = files
+        .log
+        .len()
+        .map_err(|e| LogError::io("stat", &log_path, e))?;
+
+    let checked = if let Some(reason) = scan_reason {
+        Err(reason.to_string())
+    } else {
+        check_without_scan(&files, base_offset, log_len_bytes, next_base_offset)?
+    };
+    let reason = match checked {
+        Ok((next_offset, index_state)) => {
+            let segment = Segment {
+                base_offset,
+                files,
+                size_bytes: log_len_bytes,
+                next_offset,
+                index: index_state,
+                roll_start_ms: None,
+            };
+            return Ok((segment, Vec::new()));
+        }
+        Err(reason) => reason,
+    };
+    if scan_reason.is_none() {
+        warn!(segment = %log_path.display(), %reason, "segment needs recovery; scanning it");
+    } else {
+        info!(segment = %log_path.display(), %reason, "scanning segment");
+    }
+
+    let outcome = segment::scan(&*files.log, base_offset, log_len_bytes, limits)
+        .map_err(|e| LogError::io("read", &log_path, e))?;
+    if outcome.valid_bytes < log_len_bytes {
+        warn!(
+            segment = %log_path.display(),
+            position = outcome.valid_bytes,
+            bytes_dropped = log_len_bytes - outcome.valid_bytes,
+            reason = outcome.stopped.as_deref().unwrap_or("unknown"),
+            "truncating segment at the first invalid batch"
+        );
+        files
+            .log
+            .set_len(outcome.valid_bytes)
+            .map_err(|e| LogError::io("truncate", &log_path, e))?;
+    }
+    let mut index_state = outcome.index;
+    let mut time_entries = outcome.time_entries;
+    if next_base_offset.is_some() {
+        // Not the active segment: record its final maximum, as a roll would have.
+        time_entries.extend(index_state.final_time_entry(base_offset));
+    }
+    index::rewrite_file(&*files.offset_index, &outcome.offset_entries)
+        .map_err(|e| LogError::io("write", &index_path, e))?;
+    index::rewrite_file(&*files.time_index, &time_entries)
+        .map_err(|e| LogError::io("write", &time_path, e))?;
+    for (file, path) in [
+        (&files.log, &log_path),
+        (&files.offset_index, &index_path),
+        (&files.time_index, &time_path),
+    ] {
+        file.sync_data()
+            .map_err(|e| LogError::io("fsync", path, e))?;
+    }
+    assert_eq!(
+        index_state.offset_entries,
+        outcome.offset_entries.len() as u64
+    );
+    assert_eq!(index_state.time_entries, time_entries.len() as u64);
+    let segment = Segment {
+        base_offset,
+        files,
+        size_bytes: outcome.valid_bytes,
+        next_offset: outcome.next_offset,
+        index: index_state,
+        roll_start_ms: None,
+    };
+    Ok((segment, outcome.epoch_starts))
+}
+
+/// The cheap checks of a segment at open: both index files well-formed and within the `.log`,
+/// the batches after the last offset index entry parse up to the end of the file with
+/// contiguous offsets, and the segment ends where the next one starts. Returns the next offset
+/// and the index state, or why the segment must be scanned.
+#[allow(clippy::type_complexity)]
+fn check_without_scan(
+    files: &SegmentFiles,
+    base_offset: i64,
+    log_len_bytes: u64,
+    next_base_offset: Option<i64>,
+) -> Result<Result<(i64, IndexState), String>, LogError> {
+    let index_path = files.log_path.with_extension("index");
+    let time_path = files.log_path.with_extension("timeindex");
+    let offsets = match index::validate_file::<OffsetEntry>(&*files.offset_index, log_len_bytes)
+        .map_err(|e| LogError::io("read", &index_path, e))?
+    {
+        Ok(summary) => summary,
+        Err(reason) => return Ok(Err(format!("offset index damaged: {reason}"))),
+    };
+    let times = match index::validate_file::<TimeEntry>(&*files.time_index, log_len_bytes)
+        .map_err(|e| LogError::io("read", &time_path, e))?
+    {
+        Ok(summary) => summary,
+        Err(reason) => return Ok(Err(format!("time index damaged: {reason}"))),
+    };
+    let (position, offset_at_position) = offsets.last.map_or((0, base_offset), |e| {
+        (
+            u64::from(e.position),
+            base_offset + i64::from(e.relative_offset),
+        )
+    });
+    let next_offset =
+        match segment::walk_tail(&*files.log, position, offset_at_position, log_len_bytes)
+            .map_err(|e| LogError::io("read", &files.log_path, e))?
+        {
+            Ok(next_offset) => next_offset,
+            Err(reason) => return Ok(Err(format!("tail does not parse: {reason}"))),
+        };
+    if let Some(e) = times.last {
+        if base_offset + i64::from(e.relative_offset) >= next_offset {
+            return Ok(Err(format!(
+                "time index entry {e:?} is beyond the segment's last offset"
+            )));
+        }
+    }
+    if let Some(next_base_offset) = next_base_offset {
+        if next_offset != next_base_offset {
+            return Ok(Err(format!(
+                "segment ends at offset {next_offset} but the next starts at {next_base_offset}"
+            )));
+        }
+    }
+    let (last_time_entry_ms, offset_of_max_timestamp) = times.last.map_or((-1, -1), |e| {
+        (e.timestamp_ms, base_offset + i64::from(e.relative_offset))
+    });
+    Ok(Ok((
+        next_offset,
+        IndexState {
+            offset_entries: offsets.entries,
+            time_entries: times.entries,
+            last_time_entry_ms,
+            bytes_since_index_entry: log_len_bytes - position,
+            max_timestamp_ms: last_time_entry_ms,
+            offset_of_max_timestamp,
+        },
+    )))
+}

@@ -1,0 +1,432 @@
+//! One segment: a `.log` file of whole batches, its sparse `.index` and `.timeindex`, named by
+//! the segment's base offset (20 digits, zero-padded, as Kafka), and the reading and
+//! recovery-scanning of its batches.
+//!
+//! Batches are read through [`ChunkReader`], which reads a bounded chunk at a time and parses
+//! every batch with `runnel_model::batch::BatchView`; any bytes that do not parse, cross the
+//! readable end, or break the offset sequence are reported, never panicked on.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runnel_model::batch::{BatchError, BatchView, BATCH_HEADER_BYTES};
+
+use crate::index::{IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::storage::StorageFile;
+
+pub(crate) const LOG_SUFFIX: &str = ".log";
+pub(crate) const OFFSET_INDEX_SUFFIX: &str = ".index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+/// Digits of a segment file name's base offset.
+const BASE_OFFSET_DIGITS: usize = 20;
+/// Chunk read at a time while scanning a segment during recovery.
+pub(crate) const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+/// Chunk read at a time while serving reads and lookups.
+pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// `00000000000000000042` for base offset 42.
+pub(crate) fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:0width$}", width = BASE_OFFSET_DIGITS)
+}
+
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{}{suffix}", file_stem(base_offset)))
+}
+
+/// Which segment file a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentFileKind {
+    Log,
+    OffsetIndex,
+    TimeIndex,
+}
+
+/// Parses `00000000000000000042.log` into `(42, Log)`; `None` for any other name.
+pub(crate) fn parse_file_name(name: &str) -> Option<(i64, SegmentFileKind)> {
+    let (stem, kind) = if let Some(stem) = name.strip_suffix(LOG_SUFFIX) {
+        (stem, SegmentFileKind::Log)
+    } else if let Some(stem) = name.strip_suffix(OFFSET_INDEX_SUFFIX) {
+        (stem, SegmentFileKind::OffsetIndex)
+    } else if let Some(stem) = name.strip_suffix(TIME_INDEX_SUFFIX) {
+        (stem, SegmentFileKind::TimeIndex)
+    } else {
+        return None;
+    };
+    if stem.len() != BASE_OFFSET_DIGITS || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let base_offset: i64 = stem.parse().ok()?;
+    Some((base_offset, kind))
+}
+
+/// The open files of a segment. Shared (`Arc`) between the writer and readers; all I/O is
+/// positional, so readers need no lock once they hold it.
+#[derive(Debug)]
+pub(crate) struct SegmentFiles {
+    pub log: Box<dyn StorageFile>,
+    pub offset_index: Box<dyn StorageFile>,
+    pub time_index: Box<dyn StorageFile>,
+    pub log_path: PathBuf,
+}
+
+/// A segment's in-memory state. Owned by the log's `Inner` and changed only under its lock.
+/// Invariant while the log is healthy: each file's length equals the committed length
+/// (`size_bytes`, `index.offset_entries * 8`, `index.time_entries * 12`).
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub files: Arc<SegmentFiles>,
+    /// Committed bytes of the `.log`; readers never look past it.
+    pub size_bytes: u64,
+    /// The offset after the last batch (`base_offset` if empty).
+    pub next_offset: i64,
+    pub index: IndexState,
+    /// When the roll timer (`segment_ms`) started: the first append's `now_ms`, or after a
+    /// reopen the first batch's timestamp (as Kafka). `None` while empty.
+    pub roll_start_ms: Option<i64>,
+}
+
+/// What a reader needs of a segment, copied under the lock.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentSnapshot {
+    pub base_offset: i64,
+    pub files: Arc<SegmentFiles>,
+    pub size_bytes: u64,
+    pub next_offset: i64,
+    pub offset_entries: u64,
+    pub time_entries: u64,
+}
+
+impl Segment {
+    pub(crate) fn snapshot(&self) -> SegmentSnapshot {
+        SegmentSnapshot {
+            base_offset: self.base_offset,
+            files: Arc::clone(&self.files),
+            size_bytes: self.size_bytes,
+            next_offset: self.next_offset,
+            offset_entries: self.index.offset_entries,
+            time_entries: self.index.time_entries,
+        }
+    }
+}
+
+/// The batch at a position, as seen by a [`ChunkReader`].
+pub(crate) enum BatchAt<'a> {
+    /// The position is the readable end.
+    End,
+    Batch(BatchView<'a>),
+    /// The bytes there are not a whole batch below the readable end.
+    Bad(BatchError),
+}
+
+/// Reads the batches of a file below `end`, a bounded chunk at a time.
+pub(crate) struct ChunkReader<'f> {
+    file: &'f dyn StorageFile,
+    end: u64,
+    chunk_bytes: usize,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl<'f> ChunkReader<'f> {
+    pub(crate) fn new(file: &'f dyn StorageFile, end: u64, chunk_bytes: usize) -> Self {
+        ChunkReader {
+            file,
+            end,
+            chunk_bytes: chunk_bytes.max(BATCH_HEADER_BYTES),
+            buf: Vec::new(),
+            buf_start: 0,
+        }
+    }
+
+    /// Makes `buf` cover `[pos, pos + len)`. Requires `pos + len <= end`. The buffer holds at
+    /// most `max(len, chunk_bytes)` bytes.
+    fn fill(&mut self, pos: u64, len: usize) -> io::Result<()> {
+        debug_assert!(pos + len as u64 <= self.end);
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if pos >= self.buf_start && pos + len as u64 <= buf_end {
+            return Ok(());
+        }
+        let want = (len.max(self.chunk_bytes) as u64).min(self.end - pos) as usize;
+        self.buf.clear();
+        self.buf.resize(want, 0);
+        self.file.read_exact_at(&mut self.buf, pos)?;
+        self.buf_start = pos;
+        Ok(())
+    }
+
+    /// The batch starting at `pos`.
+    pub(crate) fn batch_at(&mut self, pos: u64) -> io::Result<BatchAt<'_>> {
+        if pos >= self.end {
+            return Ok(BatchAt::End);
+        }
+        let available = self.end - pos;
+        let header = (BATCH_HEADER_BYTES as u64).min(available) as usize;
+        self.fill(pos, header)?;
+        let needed = {
+            let bytes = &self.buf[(pos - self.buf_start) as usize..];
+            match BatchView::parse(bytes) {
+                Ok(view) => view.size_bytes(),
+                Err(BatchError::Truncated { needed_bytes, .. }) => needed_bytes,
+                Err(e) => return Ok(BatchAt::Bad(e)),
+            }
+        };
+        if needed as u64 > available {
+            return Ok(BatchAt::Bad(BatchError::Truncated {
+                needed_bytes: needed,
+                available_bytes: available as usize,
+            }));
+        }
+        self.fill(pos, needed)?;
+        let bytes = &self.buf[(pos - self.buf_start) as usize..];
+        Ok(match BatchView::parse(bytes) {
+            Ok(view) => BatchAt::Batch(view),
+            Err(e) => BatchAt::Bad(e),
+        })
+    }
+}
+
+/// The outcome of scanning a segment's `.log` batch by batch (recovery).
+#[derive(Debug)]
+pub(crate) struct ScanOutcome {
+    /// Bytes of whole, valid batches from the start; everything after is to be truncated.
+    pub valid_bytes: u64,
+    pub next_offset: i64,
+    pub index: IndexState,
+    pub offset_entries: Vec<OffsetEntry>,
+    pub time_entries: Vec<TimeEntry>,
+    /// Max timestamp of the first batch (roll timer after a reopen).
+    pub first_batch_max_timestamp_ms: Option<i64>,
+    /// `(epoch, base_offset)` of each batch whose leader epoch differs from the previous one.
+    pub epoch_starts: Vec<(i32, i64)>,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Scans a `.log` of `file_len_bytes` from the start: every batch must parse, pass its CRC,
+/// have a known compression codec and a non-negative last offset delta, start exactly at the
+/// expected next offset (the first at `base_offset`) and stay addressable (relative offset and
+/// position within `i32`). Stops at the first batch that does not; rebuilds the index entries
+/// of the valid prefix by the same rule appends use.
+pub(crate) fn scan(
+    file: &dyn StorageFile,
+    base_offset: i64,
+    file_len_bytes: u64,
+    limits: &IndexLimits,
+) -> io::Result<ScanOutcome> {
+    let mut reader = ChunkReader::new(file, file_len_bytes, SCAN_CHUNK_BYTES);
+    let mut out = ScanOutcome {
+        valid_bytes: 0,
+        next_offset: base_offset,
+        index: IndexState::EMPTY,
+        offset_entries: Vec::new(),
+        time_entries: Vec::new(),
+        first_batch_max_timestamp_ms: None,
+        epoch_starts: Vec::new(),
+        stopped: None,
+    };
+    let mut last_epoch: Option<i32> = None;
+    // Bounded: every iteration consumes a whole batch (>= 61 bytes) or stops.
+    loop {
+        let pos = out.valid_bytes;
+        let view = match reader.batch_at(pos)? {
+            BatchAt::End => break,
+            BatchAt::Bad(e) => {
+                out.stopped = Some(e.to_string());
+                break;
+            }
+            BatchAt::Batch(view) => view,
+        };
+        if let Err(reason) = check_stored_batch(&view, out.next_offset, base_offset, pos) {
+            out.stopped = Some(reason);
+            break;
+        }
+        if out.first_batch_max_timestamp_ms.is_none() {
+            out.first_batch_max_timestamp_ms = Some(view.max_timestamp());
+        }
+        let epoch = view.partition_leader_epoch();
+        if last_epoch != Some(epoch) {
+            out.epoch_starts.push((epoch, view.base_offset()));
+            last_epoch = Some(epoch);
+        }
+        out.index.on_batch(
+            base_offset,
+            pos,
+            view.base_offset(),
+            view.max_timestamp(),
+            view.size_bytes() as u64,
+            limits,
+            &mut out.offset_entries,
+            &mut out.time_entries,
+        );
+        out.next_offset = view.next_offset();
+        out.valid_bytes += view.size_bytes() as u64;
+    }
+    Ok(out)
+}
+
+/// The checks a stored batch must pass during recovery (the structure was already parsed).
+fn check_stored_batch(
+    view: &BatchView<'_>,
+    expected_offset: i64,
+    segment_base_offset: i64,
+    position: u64,
+) -> Result<(), String> {
+    view.verify_crc().map_err(|e| e.to_string())?;
+    view.compression().map_err(|e| e.to_string())?;
+    if view.last_offset_delta() < 0 {
+        return Err(format!(
+            "negative last offset delta {}",
+            view.last_offset_delta()
+        ));
+    }
+    if view.base_offset() != expected_offset {
+        return Err(format!(
+            "batch base offset {} where {expected_offset} was expected",
+            view.base_offset()
+        ));
+    }
+    if view.last_offset() - segment_base_offset > i64::from(i32::MAX) {
+        return Err(format!(
+            "last offset {} not addressable from segment base {segment_base_offset}",
+            view.last_offset()
+        ));
+    }
+    if position > i32::MAX as u64 {
+        return Err(format!(
+            "position {position} beyond a segment's addressable size"
+        ));
+    }
+    Ok(())
+}
+
+/// Walks the batch headers from `position` (a batch boundary with base offset
+/// `offset_at_position`) to `end` without checking CRCs, as a clean open does for the tail
+/// after the last index entry. Returns the next offset, or why the walk failed.
+pub(crate) fn walk_tail(
+    file: &dyn StorageFile,
+    position: u64,
+    offset_at_position: i64,
+    end: u64,
+) -> io::Result<Result<i64, String>> {
+    let mut reader = ChunkReader::new(file, end, READ_CHUNK_BYTES);
+    let mut pos = position;
+    let mut next_offset = offset_at_position;
+    // Bounded: every iteration consumes a whole batch or returns.
+    loop {
+        match reader.batch_at(pos)? {
+            BatchAt::End => return Ok(Ok(next_offset)),
+            BatchAt::Bad(e) => return Ok(Err(format!("at position {pos}: {e}"))),
+            BatchAt::Batch(view) => {
+                if view.base_offset() != next_offset || view.last_offset_delta() < 0 {
+                    return Ok(Err(format!(
+                        "at position {pos}: batch offsets {}..={} where {next_offset} was expected",
+                        view.base_offset(),
+                        view.last_offset()
+                    )));
+                }
+                next_offset = view.next_offset();
+                pos += view.size_bytes() as u64;
+            }
+        }
+    }
+}
+
+/// Max timestamp of the batch at position 0, if one parses there.
+pub(crate) fn first_batch_max_timestamp(
+    file: &dyn StorageFile,
+    end: u64,
+) -> io::Result<Option<i64>> {
+    let mut reader = ChunkReader::new(file, end, BATCH_HEADER_BYTES);
+    Ok(match reader.batch_at(0)? {
+        BatchAt::Batch(view) => Some(view.max_timestamp()),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{FsStorage, OpenMode, Storage};
+    use runnel_model::batch::testing::simple_batch;
+
+    #[test]
+    fn given_base_offset_should_name_files_like_kafka() {
+        assert_eq!(file_stem(0), "00000000000000000000");
+        assert_eq!(file_stem(1234), "00000000000000001234");
+        assert_eq!(
+            parse_file_name("00000000000000001234.log"),
+            Some((1234, SegmentFileKind::Log))
+        );
+        assert_eq!(
+            parse_file_name("00000000000000000007.timeindex"),
+            Some((7, SegmentFileKind::TimeIndex))
+        );
+        for bad in [
+            "1234.log",
+            "0000000000000000123x.log",
+            "00000000000000001234.txt",
+            "leader-epoch-checkpoint",
+            "99999999999999999999.log",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+    }
+
+    fn limits() -> IndexLimits {
+        IndexLimits {
+            index_interval_bytes: 100,
+            offset_entries_max: 1000,
+            time_entries_max: 1000,
+        }
+    }
+
+    fn file_with(bytes: &[u8]) -> (tempfile::TempDir, Box<dyn StorageFile>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = FsStorage::new()
+            .open(&dir.path().join("x.log"), OpenMode::CreateNew)
+            .unwrap();
+        file.write_all_at(bytes, 0).unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn given_valid_batches_then_garbage_when_scanned_should_stop_at_garbage() {
+        let mut bytes = simple_batch(10, 3);
+        bytes.extend_from_slice(&simple_batch(13, 2));
+        let valid = bytes.len() as u64;
+        bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
+        let (_d, file) = file_with(&bytes);
+        let out = scan(&*file, 10, bytes.len() as u64, &limits()).unwrap();
+        assert_eq!(out.valid_bytes, valid);
+        assert_eq!(out.next_offset, 15);
+        assert!(out.stopped.is_some());
+        assert_eq!(out.epoch_starts, vec![(0, 10)]);
+    }
+
+    #[test]
+    fn given_offset_gap_when_scanned_should_stop_before_it() {
+        let mut bytes = simple_batch(0, 2);
+        let valid = bytes.len() as u64;
+        bytes.extend_from_slice(&simple_batch(5, 1));
+        let (_d, file) = file_with(&bytes);
+        let out = scan(&*file, 0, bytes.len() as u64, &limits()).unwrap();
+        assert_eq!(out.valid_bytes, valid);
+        assert_eq!(out.next_offset, 2);
+    }
+
+    #[test]
+    fn given_tail_when_walked_should_find_next_offset_or_report_damage() {
+        let mut bytes = simple_batch(0, 2);
+        let second = bytes.len() as u64;
+        bytes.extend_from_slice(&simple_batch(2, 4));
+        let (_d, file) = file_with(&bytes);
+        let len = bytes.len() as u64;
+        assert_eq!(walk_tail(&*file, 0, 0, len).unwrap(), Ok(6));
+        assert_eq!(walk_tail(&*file, second, 2, len).unwrap(), Ok(6));
+        assert!(walk_tail(&*file, second, 3, len).unwrap().is_err());
+        assert!(walk_tail(&*file, 1, 0, len).unwrap().is_err());
+        assert!(walk_tail(&*file, 0, 0, len - 1).unwrap().is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! The one door between the log and the disk.
+//!
+//! [`PartitionLog`](crate::PartitionLog) never calls `std::fs` itself: every byte it reads or
+//! writes, every file it creates, renames or removes and every fsync goes through a
+//! [`Storage`] and the [`StorageFile`]s it opens. [`FsStorage`] is the real implementation;
+//! [`crate::testing::FaultyStorage`] wraps any storage and injects short writes, torn writes,
+//! failed fsyncs and a full disk.
+//!
+//! # Contract
+//!
+//! Implementations must behave like POSIX files with `pread`/`pwrite` (see the conformance
+//! suite in [`crate::testing::storage_conformance`]):
+//!
+//! - Writes and reads are positional and take `&self`, so one handle can be shared between a
+//!   writer and concurrent readers (`Arc<dyn StorageFile>`). A read of bytes that a completed
+//!   write put there returns those bytes, whatever other thread asks.
+//! - [`StorageFile::write_at`] may write fewer bytes than asked (a short write) and report how
+//!   many; [`StorageFile::write_all_at`] retries until all are written or an error occurs. After
+//!   an error, any prefix of the buffer may have reached the file (a torn write): the caller
+//!   must treat the bytes at and after `pos` as unknown.
+//! - [`StorageFile::sync_data`] returns `Ok` only when every byte written through this handle
+//!   before the call, and the file's length, are durable. A failed sync is never retried nor
+//!   ignored by the log: the kernel may already have dropped the dirty pages, so the log turns
+//!   failed (read-only until reopened, when recovery re-reads what actually is on disk) and
+//!   surfaces the error.
+//! - [`Storage::sync_dir`] makes the creation, removal and renaming of the directory's entries
+//!   durable. A file created and written is durable only after both its own `sync_data` and a
+//!   `sync_dir` of its directory.
+//! - [`Storage::rename`] atomically replaces the target, as `rename(2)`.
+//! - Errors carry their OS error code where there is one: the log tells a full disk
+//!   ([`is_no_space`]) from other failures.
+
+use std::ffi::OsString;
+use std::fmt::Debug;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// `errno` for "no space left on device" (the same value on Linux and macOS).
+pub const ENOSPC: i32 = 28;
+/// `errno` for "disk quota exceeded" on Linux.
+pub const EDQUOT: i32 = 122;
+/// `errno` for a generic I/O error.
+pub const EIO: i32 = 5;
+
+/// How many times in a row an operation may be interrupted (`EINTR`) before we give up.
+const INTERRUPTED_RETRIES_MAX: u32 = 64;
+
+/// True for errors that mean the disk (or the quota) is full: the write did not happen, but
+/// nothing is wrong with what is already stored.
+pub fn is_no_space(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
+}
+
+/// How [`Storage::open`] opens a file. Every mode opens for reading and writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The file must exist (`NotFound` otherwise).
+    ReadWrite,
+    /// Open the file, creating it empty if absent.
+    CreateOrOpen,
+    /// Create the file; `AlreadyExists` if it is present.
+    CreateNew,
+}
+
+/// A directory tree of files, as the log sees the disk. Object safe; see the module docs for
+/// the contract.
+pub trait Storage: Send + Sync + Debug {
+    /// Creates `path` and its missing parents. Succeeds if it already exists.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names (not paths) of the entries of directory `path`, in no particular order.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>>;
+    /// Opens the file at `path` for reading and writing.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
+    /// Removes a file. Handles already open keep working (as with `unlink(2)`).
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames `from` to `to`, atomically replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a directory and everything under it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, removals, renames) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+}
+
+/// An open file with positional I/O. Object safe; see the module docs for the contract.
+pub trait StorageFile: Send + Sync + Debug {
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Reads up to `buf.len()` bytes at `pos`; returns how many were read (0 at or past the end).
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    /// Writes up to `buf.len()` bytes at `pos`, extending the file if needed; returns how many
+    /// were written, which may be fewer than asked (a short write).
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize>;
+    /// Truncates or extends (with zeros) the file to `len_bytes`.
+    fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+    /// Returns `Ok` only when all bytes written before the call, and the length, are durable.
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// True if the file holds no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Writes all of `buf` at `pos`, retrying short writes. On error, any prefix of `buf` may
+    /// have been written.
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        let mut written_bytes = 0usize;
+        let mut interrupted = 0u32;
+        // Bounded: every iteration writes at least one byte, or errors, or counts an EINTR.
+        while written_bytes < buf.len() {
+            match self.write_at(&buf[written_bytes..], pos + written_bytes as u64) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "storage accepted no bytes",
+                    ))
+                }
+                Ok(n) => {
+                    written_bytes += n.min(buf.len() - written_bytes);
+                    interrupted = 0;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        && interrupted < INTERRUPTED_RETRIES_MAX =>
+                {
+                    interrupted += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from `pos`; `UnexpectedEof` if the file ends first.
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        let mut read_bytes = 0usize;
+        let mut interrupted = 0u32;
+        // Bounded: every iteration reads at least one byte, or errors, or counts an EINTR.
+        while read_bytes < buf.len() {
+            match self.read_at(&mut buf[read_bytes..], pos + read_bytes as u64) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "file ended after {} of {} bytes at position {pos}",
+                            read_bytes,
+                            buf.len()
+                        ),
+                    ))
+                }
+                Ok(n) => {
+                    read_bytes += n.min(buf.len() - read_bytes);
+                    interrupted = 0;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        && interrupted < INTERRUPTED_RETRIES_MAX =>
+                {
+                    interrupted += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`Storage`] over the real file system (`std::fs`, `pread`/`pwrite`, `fdatasync`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsStorage;
+
+impl FsStorage {
+    pub fn new() -> Self {
+        FsStorage
+    }
+}
+
+impl Storage for FsStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            names.push(entry?.file_name());
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        match mode {
+            OpenMode::ReadWrite => {}
+            OpenMode::CreateOrOpen => {
+                options.create(true);
+            }
+            OpenMode::CreateNew => {
+                options.create_new(true);
+            }
+        }
+        Ok(Box::new(FsFile {
+            file: options.open(path)?,
+        }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::File::open(path)?.sync_all()
+    }
+}
+
+/// A file of [`FsStorage`].
+#[derive(Debug)]
+struct FsFile {
+    file: std::fs::File,
+}
+
+impl StorageFile for FsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        FileExt::read_at(&self.file, buf, pos)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
+        FileExt::write_at(&self.file, buf, pos)
+    }
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.file.set_len(len_bytes)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}

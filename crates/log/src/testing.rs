@@ -1,0 +1,388 @@
+//! Test support: [`FaultyStorage`], a [`Storage`] wrapper that injects disk faults, and
+//! [`storage_conformance`], the checks every [`Storage`] implementation must pass.
+//!
+//! Compiled into the crate (no feature flag) so the broker's and other crates' tests can use
+//! them too. Nothing here is used by the log itself.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::storage::{OpenMode, Storage, StorageFile, EIO, ENOSPC};
+
+/// What the next matching write does instead of writing normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteFault {
+    /// Write nothing and fail with `EIO`.
+    Fail,
+    /// Write the first `prefix_bytes` bytes, then fail with `EIO` (a torn write).
+    Torn { prefix_bytes: usize },
+    /// Write the first `prefix_bytes` bytes, then fail with `ENOSPC` (the disk filled up).
+    NoSpace { prefix_bytes: usize },
+    /// Write at most `max_bytes` (at least 1) and report that count: a legal short write that
+    /// the caller must retry.
+    Short { max_bytes: usize },
+    /// Write the first `prefix_bytes` bytes, then "crash" (see [`FaultyStorage::crash`]) and
+    /// fail with `EIO`: the process died mid-write, so the torn prefix stays on disk and
+    /// nothing can undo it.
+    TornThenCrash { prefix_bytes: usize },
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    /// `(path suffix, fault)`: the next write to a path ending in the suffix gets the fault.
+    next_write: Option<(String, WriteFault)>,
+    /// The next `sync_data`/`sync_dir` of a path ending in the suffix fails with `EIO`.
+    next_sync: Option<String>,
+    /// Every operation fails with `EIO` (the process lost its disk, or "crashed": nothing it
+    /// does reaches the files any more, not even undoing a torn write).
+    crashed: bool,
+    writes: u64,
+    syncs: u64,
+    injected: u64,
+}
+
+/// A [`Storage`] that passes every call to `inner` until told to fail one. Faults are armed
+/// through the shared handle (`Arc<FaultyStorage>`) while the log uses the same instance.
+#[derive(Debug)]
+pub struct FaultyStorage {
+    inner: Arc<dyn Storage>,
+    plan: Arc<Mutex<Plan>>,
+}
+
+/// An injected error. It carries the real `errno`, so the log tells a full disk from other
+/// failures exactly as it would for the OS's own errors.
+fn injected(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}
+
+impl FaultyStorage {
+    pub fn new(inner: Arc<dyn Storage>) -> Arc<Self> {
+        Arc::new(FaultyStorage {
+            inner,
+            plan: Arc::new(Mutex::new(Plan::default())),
+        })
+    }
+
+    fn plan(&self) -> MutexGuard<'_, Plan> {
+        lock_plan(&self.plan)
+    }
+
+    /// The next write to a file whose path ends with `path_suffix` (`""`: any file) gets
+    /// `fault`. Replaces a fault not yet triggered.
+    pub fn fail_next_write(&self, path_suffix: &str, fault: WriteFault) {
+        self.plan().next_write = Some((path_suffix.to_string(), fault));
+    }
+
+    /// The next fsync (`sync_data` or `sync_dir`) of a path ending with `path_suffix` fails
+    /// with `EIO` without syncing anything.
+    pub fn fail_next_sync(&self, path_suffix: &str) {
+        self.plan().next_sync = Some(path_suffix.to_string());
+    }
+
+    /// From now on every operation fails with `EIO`, as if the process had died: what is on
+    /// disk stays exactly as the last successful operation left it.
+    pub fn crash(&self) {
+        self.plan().crashed = true;
+    }
+
+    /// Clears armed faults and the crashed state.
+    pub fn heal(&self) {
+        let mut plan = self.plan();
+        plan.next_write = None;
+        plan.next_sync = None;
+        plan.crashed = false;
+    }
+
+    /// Writes attempted so far (including failed ones).
+    pub fn write_count(&self) -> u64 {
+        self.plan().writes
+    }
+
+    /// fsyncs attempted so far (including failed ones).
+    pub fn sync_count(&self) -> u64 {
+        self.plan().syncs
+    }
+
+    /// Faults injected so far.
+    pub fn injected_count(&self) -> u64 {
+        self.plan().injected
+    }
+
+    fn check_crashed(&self) -> io::Result<()> {
+        check_crashed(&self.plan())
+    }
+
+    fn take_sync_fault(plan: &Mutex<Plan>, path: &Path) -> io::Result<()> {
+        let mut plan = lock_plan(plan);
+        check_crashed(&plan)?;
+        plan.syncs += 1;
+        if let Some(suffix) = &plan.next_sync {
+            if path_matches(path, suffix) {
+                plan.next_sync = None;
+                plan.injected += 1;
+                return Err(injected(EIO));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lock_plan(plan: &Mutex<Plan>) -> MutexGuard<'_, Plan> {
+    plan.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn check_crashed(plan: &Plan) -> io::Result<()> {
+    if plan.crashed {
+        Err(injected(EIO))
+    } else {
+        Ok(())
+    }
+}
+
+fn path_matches(path: &Path, suffix: &str) -> bool {
+    path.as_os_str()
+        .to_str()
+        .is_some_and(|p| p.ends_with(suffix))
+}
+
+impl Storage for FaultyStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_crashed()?;
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        self.check_crashed()?;
+        self.inner.list_dir(path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        self.check_crashed()?;
+        Ok(Box::new(FaultyFile {
+            inner: self.inner.open(path, mode)?,
+            path: path.to_path_buf(),
+            plan: Arc::clone(&self.plan),
+        }))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check_crashed()?;
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check_crashed()?;
+        self.inner.rename(from, to)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_crashed()?;
+        self.inner.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        FaultyStorage::take_sync_fault(&self.plan, path)?;
+        self.inner.sync_dir(path)
+    }
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Box<dyn StorageFile>,
+    path: PathBuf,
+    plan: Arc<Mutex<Plan>>,
+}
+
+impl StorageFile for FaultyFile {
+    fn len(&self) -> io::Result<u64> {
+        check_crashed(&lock_plan(&self.plan))?;
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        check_crashed(&lock_plan(&self.plan))?;
+        self.inner.read_at(buf, pos)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
+        let fault = {
+            let mut plan = lock_plan(&self.plan);
+            check_crashed(&plan)?;
+            plan.writes += 1;
+            match &plan.next_write {
+                Some((suffix, _)) if path_matches(&self.path, suffix) => {
+                    plan.injected += 1;
+                    plan.next_write.take().map(|(_, f)| f)
+                }
+                _ => None,
+            }
+        };
+        match fault {
+            None => self.inner.write_at(buf, pos),
+            Some(WriteFault::Fail) => Err(injected(EIO)),
+            Some(WriteFault::Torn { prefix_bytes }) => {
+                self.inner
+                    .write_all_at(&buf[..prefix_bytes.min(buf.len())], pos)?;
+                Err(injected(EIO))
+            }
+            Some(WriteFault::NoSpace { prefix_bytes }) => {
+                self.inner
+                    .write_all_at(&buf[..prefix_bytes.min(buf.len())], pos)?;
+                Err(injected(ENOSPC))
+            }
+            Some(WriteFault::TornThenCrash { prefix_bytes }) => {
+                self.inner
+                    .write_all_at(&buf[..prefix_bytes.min(buf.len())], pos)?;
+                lock_plan(&self.plan).crashed = true;
+                Err(injected(EIO))
+            }
+            Some(WriteFault::Short { max_bytes }) => {
+                let n = max_bytes.clamp(1, buf.len().max(1)).min(buf.len());
+                self.inner.write_at(&buf[..n], pos)
+            }
+        }
+    }
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        check_crashed(&lock_plan(&self.plan))?;
+        self.inner.set_len(len_bytes)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        FaultyStorage::take_sync_fault(&self.plan, &self.path)?;
+        self.inner.sync_data()
+    }
+}
+
+/// Checks that `storage` honours the [`Storage`] contract, using the (existing, empty or
+/// absent) directory `root`. Panics with a description of the first violation.
+pub fn storage_conformance(storage: &dyn Storage, root: &Path) {
+    let dir = root.join("conformance");
+    storage.create_dir_all(&dir).expect("create_dir_all");
+    storage
+        .create_dir_all(&dir)
+        .expect("create_dir_all of an existing directory succeeds");
+    assert!(
+        storage.list_dir(&dir).expect("list_dir").is_empty(),
+        "a new directory is empty"
+    );
+
+    // Open modes.
+    let a = dir.join("a");
+    let missing = storage.open(&a, OpenMode::ReadWrite);
+    assert_eq!(
+        missing.err().map(|e| e.kind()),
+        Some(io::ErrorKind::NotFound),
+        "ReadWrite of a missing file is NotFound"
+    );
+    let file = storage.open(&a, OpenMode::CreateNew).expect("CreateNew");
+    assert_eq!(
+        storage
+            .open(&a, OpenMode::CreateNew)
+            .err()
+            .map(|e| e.kind()),
+        Some(io::ErrorKind::AlreadyExists),
+        "CreateNew of an existing file is AlreadyExists"
+    );
+    assert_eq!(file.len().unwrap(), 0, "a created file is empty");
+    assert!(file.is_empty().unwrap());
+
+    // Positional writes and reads.
+    file.write_all_at(b"hello world", 0).expect("write_all_at");
+    file.write_all_at(b"W", 6).expect("overwrite");
+    assert_eq!(file.len().unwrap(), 11);
+    let mut buf = [0u8; 11];
+    file.read_exact_at(&mut buf, 0).expect("read_exact_at");
+    assert_eq!(&buf, b"hello World");
+    let mut tail = [0u8; 8];
+    let n = file.read_at(&mut tail, 6).expect("read_at near the end");
+    assert!(
+        n <= 5 && tail[..n] == b"World"[..n],
+        "read_at returns a prefix"
+    );
+    assert_eq!(
+        file.read_at(&mut tail, 11).unwrap(),
+        0,
+        "read_at at the end is 0"
+    );
+    assert_eq!(
+        file.read_at(&mut tail, 100).unwrap(),
+        0,
+        "read_at past the end is 0"
+    );
+    assert_eq!(
+        file.read_exact_at(&mut tail, 6).err().map(|e| e.kind()),
+        Some(io::ErrorKind::UnexpectedEof),
+        "read_exact_at past the end is UnexpectedEof"
+    );
+    file.write_all_at(b"!", 20).expect("write past the end");
+    assert_eq!(file.len().unwrap(), 21, "writing past the end extends");
+    let mut gap = [0xffu8; 9];
+    file.read_exact_at(&mut gap, 11).unwrap();
+    assert_eq!(gap, [0u8; 9], "a gap reads as zeros");
+
+    // Length changes.
+    file.set_len(5).expect("shrink");
+    assert_eq!(file.len().unwrap(), 5);
+    file.set_len(8).expect("extend");
+    let mut ext = [0xffu8; 8];
+    file.read_exact_at(&mut ext, 0).unwrap();
+    assert_eq!(&ext, b"hello\0\0\0", "extending fills with zeros");
+    file.sync_data().expect("sync_data");
+
+    // A second handle sees the first one's writes.
+    let again = storage.open(&a, OpenMode::ReadWrite).expect("reopen");
+    let mut five = [0u8; 5];
+    again.read_exact_at(&mut five, 0).unwrap();
+    assert_eq!(&five, b"hello");
+    let created = storage
+        .open(&a, OpenMode::CreateOrOpen)
+        .expect("CreateOrOpen existing");
+    assert_eq!(created.len().unwrap(), 8, "CreateOrOpen keeps content");
+    drop((again, created));
+
+    // Directory operations.
+    let b = dir.join("b");
+    let fb = storage
+        .open(&b, OpenMode::CreateOrOpen)
+        .expect("CreateOrOpen new");
+    fb.write_all_at(b"bee", 0).unwrap();
+    fb.sync_data().unwrap();
+    drop(fb);
+    storage.sync_dir(&dir).expect("sync_dir");
+    let mut names = storage.list_dir(&dir).unwrap();
+    names.sort();
+    assert_eq!(names, vec![OsString::from("a"), OsString::from("b")]);
+    storage
+        .rename(&b, &a)
+        .expect("rename over an existing file");
+    let mut three = [0u8; 3];
+    storage
+        .open(&a, OpenMode::ReadWrite)
+        .unwrap()
+        .read_exact_at(&mut three, 0)
+        .unwrap();
+    assert_eq!(&three, b"bee", "rename replaces the target");
+    assert_eq!(storage.list_dir(&dir).unwrap(), vec![OsString::from("a")]);
+
+    // An open handle survives removal of its file.
+    file.write_all_at(b"still", 0)
+        .expect("old handle still writable");
+    storage.remove_file(&a).expect("remove_file");
+    assert!(storage.list_dir(&dir).unwrap().is_empty());
+    assert_eq!(
+        storage.remove_file(&a).err().map(|e| e.kind()),
+        Some(io::ErrorKind::NotFound),
+        "removing a missing file is NotFound"
+    );
+    storage.sync_dir(&dir).expect("sync_dir after removal");
+
+    // remove_dir_all.
+    let nested = dir.join("x").join("y");
+    storage.create_dir_all(&nested).unwrap();
+    storage
+        .open(&nested.join("f"), OpenMode::CreateNew)
+        .unwrap();
+    storage
+        .remove_dir_all(&dir.join("x"))
+        .expect("remove_dir_all");
+    assert_eq!(
+        storage.list_dir(&nested).err().map(|e| e.kind()),
+        Some(io::ErrorKind::NotFound),
+        "listing a removed directory is NotFound"
+    );
+    storage.remove_dir_all(&dir).unwrap();
+}

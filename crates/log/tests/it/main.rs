@@ -1,0 +1,9 @@
+//! Integration tests of `runnel-log` through its public API, one binary with a module per
+//! concern.
+
+mod api;
+mod common;
+mod conformance;
+mod faults;
+mod model;
+mod recovery;
