@@ -50,7 +50,7 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                     let api_key = req.api_key;
                     let api_version = req.api_version;
                     let correlation_id = req.header.correlation_id;
-                    let reply = handlers::dispatch(&broker, *req).await;
+                    let reply = handlers::dispatch(&broker, *req, peer).await;
                     match reply {
                         Reply::Response(body) => {
                             if let Err(e) = encode_response(

@@ -5,6 +5,7 @@
 
 pub mod config;
 mod connection;
+mod coordinator;
 mod errors;
 mod fetch_session;
 mod handlers;
@@ -66,6 +67,13 @@ impl RunningBroker {
         let broker = tokio::task::block_in_place(|| {
             Broker::open(config, advertised_host.clone(), advertised_port)
         })?;
+        // Groups stored in __consumer_offsets are loaded at start, not at the first request.
+        if broker.topic(coordinator::OFFSETS_TOPIC).is_some() {
+            broker
+                .group_coordinators()
+                .await
+                .map_err(|e| state::StartupError::Metadata(format!("group coordinator: {e:?}")))?;
+        }
         let mut tasks = Vec::new();
         for l in listeners {
             tasks.push(tokio::spawn(server::accept_loop(broker.clone(), l)));

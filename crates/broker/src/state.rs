@@ -129,8 +129,14 @@ pub struct Broker {
     /// Woken after every append, for long-polling fetches.
     pub data_arrived: Notify,
     pub fetch_sessions: Mutex<FetchSessionCache>,
+    pub(crate) coordinators: crate::coordinator::GroupCoordinators,
+    /// `(next, end)` of the block of producer ids this broker hands out.
+    producer_ids: Mutex<(i64, i64)>,
     shutdown_tx: watch::Sender<bool>,
 }
+
+/// Producer ids handed out per metadata record (Kafka's block size).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -170,6 +176,8 @@ impl Broker {
             fetch_sessions: Mutex::new(FetchSessionCache::new(
                 config.max_incremental_fetch_session_cache_slots as usize,
             )),
+            coordinators: Default::default(),
+            producer_ids: Mutex::new((0, 0)),
             shutdown_tx: watch::channel(false).0,
             config,
         };
@@ -515,6 +523,43 @@ impl Broker {
         info!(topic = %name, "topic deleted");
         drop(log);
         Ok((name, id))
+    }
+
+    /// A producer id never handed out before. Blocks of [`PRODUCER_ID_BLOCK_SIZE`] are
+    /// recorded in the metadata log before any id of them is used.
+    pub async fn allocate_producer_id(&self) -> Result<i64, MetadataChangeError> {
+        if let Some(id) = self.take_producer_id() {
+            return Ok(id);
+        }
+        let mut log = self.metadata_log.lock().await;
+        // Another request may have fetched a block while this one waited for the lock.
+        if let Some(id) = self.take_producer_id() {
+            return Ok(id);
+        }
+        let mut image = (*self.image()).clone();
+        let start = image.next_producer_id();
+        let end = start + PRODUCER_ID_BLOCK_SIZE;
+        let records = [MetadataRecord::ProducerIds {
+            broker_id: self.node_id,
+            next_producer_id: end,
+        }];
+        log.append(&records)
+            .map_err(|e| MetadataChangeError::Store(e.to_string()))?;
+        image
+            .apply(&records[0])
+            .expect("producer ids only move forward under the metadata lock");
+        *self.image.write().expect("image lock") = Arc::new(image);
+        *self.producer_ids.lock().expect("producer ids lock") = (start + 1, end);
+        drop(log);
+        Ok(start)
+    }
+
+    fn take_producer_id(&self) -> Option<i64> {
+        let mut ids = self.producer_ids.lock().expect("producer ids lock");
+        (ids.0 < ids.1).then(|| {
+            ids.0 += 1;
+            ids.0 - 1
+        })
     }
 
     /// A receiver that changes to `true` when the broker shuts down.

@@ -21,7 +21,7 @@ use runnel_model::batch::testing::simple_batch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_of_every_api_is_answered() {
-    let b = TestBroker::start().await;
+    let b = TestBroker::start_with(&[("group.initial.rebalance.delay.ms", "0")]).await;
     let mut c = b.client().await;
     let versions = c.send(&ApiVersionsRequest::default(), 3).await;
     let topic_id = {
@@ -158,6 +158,168 @@ async fn every_advertised_version_of_every_api_is_answered() {
                 ApiKey::DescribeCluster => {
                     let r = c.send(&DescribeClusterRequest::default(), v).await;
                     assert_eq!(r.error_code, 0, "DescribeCluster v{v}");
+                }
+                ApiKey::InitProducerId => {
+                    let r = c
+                        .send(
+                            &InitProducerIdRequest::default()
+                                .with_transactional_id(None)
+                                .with_transaction_timeout_ms(60000),
+                            v,
+                        )
+                        .await;
+                    assert_eq!(r.error_code, 0, "InitProducerId v{v}");
+                    assert!(r.producer_id.0 >= 0);
+                }
+                ApiKey::FindCoordinator => {
+                    let req = if v >= 4 {
+                        FindCoordinatorRequest::default()
+                            .with_coordinator_keys(vec![StrBytes::from_static_str("g")])
+                    } else {
+                        FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+                    };
+                    let r = c.send(&req, v).await;
+                    let code = if v >= 4 {
+                        r.coordinators[0].error_code
+                    } else {
+                        r.error_code
+                    };
+                    assert_eq!(code, 0, "FindCoordinator v{v}");
+                }
+                ApiKey::JoinGroup => {
+                    let mut req = JoinGroupRequest::default()
+                        .with_group_id(GroupId(StrBytes::from(format!("join{v}"))))
+                        .with_session_timeout_ms(10000)
+                        .with_protocol_type(StrBytes::from_static_str("consumer"))
+                        .with_protocols(vec![
+                            join_group_request::JoinGroupRequestProtocol::default()
+                                .with_name(StrBytes::from_static_str("range"))
+                                .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0")),
+                        ]);
+                    if v >= 1 {
+                        req.rebalance_timeout_ms = 10000;
+                    }
+                    let r = c.send(&req, v).await;
+                    let expected = if v >= 4 { 79 } else { 0 };
+                    assert_eq!(r.error_code, expected, "JoinGroup v{v}");
+                }
+                ApiKey::SyncGroup => {
+                    let req = SyncGroupRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("nosuchgroup")))
+                        .with_generation_id(1)
+                        .with_member_id(StrBytes::from_static_str("m"));
+                    let r = c.send(&req, v).await;
+                    assert_ne!(r.error_code, 0, "SyncGroup v{v}");
+                }
+                ApiKey::Heartbeat => {
+                    let req = HeartbeatRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("nosuchgroup")))
+                        .with_generation_id(1)
+                        .with_member_id(StrBytes::from_static_str("m"));
+                    let r = c.send(&req, v).await;
+                    assert_ne!(r.error_code, 0, "Heartbeat v{v}");
+                }
+                ApiKey::LeaveGroup => {
+                    let req = if v >= 3 {
+                        LeaveGroupRequest::default()
+                            .with_group_id(GroupId(StrBytes::from_static_str("nosuchgroup")))
+                            .with_members(vec![leave_group_request::MemberIdentity::default()
+                                .with_member_id(StrBytes::from_static_str("m"))])
+                    } else {
+                        LeaveGroupRequest::default()
+                            .with_group_id(GroupId(StrBytes::from_static_str("nosuchgroup")))
+                            .with_member_id(StrBytes::from_static_str("m"))
+                    };
+                    c.send(&req, v).await;
+                }
+                ApiKey::OffsetCommit => {
+                    let req = OffsetCommitRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                        .with_generation_id_or_member_epoch(-1)
+                        .with_topics(vec![
+                            offset_commit_request::OffsetCommitRequestTopic::default()
+                                .with_name(name("vt"))
+                                .with_partitions(vec![
+                                    offset_commit_request::OffsetCommitRequestPartition::default()
+                                        .with_partition_index(0)
+                                        .with_committed_offset(i64::from(v))
+                                        .with_committed_metadata(Some(StrBytes::from_static_str(
+                                            "meta",
+                                        ))),
+                                ]),
+                        ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit v{v}");
+                }
+                ApiKey::OffsetFetch => {
+                    let r = if v >= 8 {
+                        let req = OffsetFetchRequest::default().with_groups(vec![
+                            offset_fetch_request::OffsetFetchRequestGroup::default()
+                                .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                                .with_topics(None),
+                        ]);
+                        let r = c.send(&req, v).await;
+                        r.groups[0].topics[0].partitions[0].committed_offset
+                    } else {
+                        let req = OffsetFetchRequest::default()
+                            .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                            .with_topics(Some(vec![
+                                offset_fetch_request::OffsetFetchRequestTopic::default()
+                                    .with_name(name("vt"))
+                                    .with_partition_indexes(vec![0]),
+                            ]));
+                        let r = c.send(&req, v).await;
+                        r.topics[0].partitions[0].committed_offset
+                    };
+                    assert!(r >= 2, "OffsetFetch v{v}: {r}");
+                }
+                ApiKey::OffsetDelete => {
+                    let req = OffsetDeleteRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("nosuchgroup")));
+                    c.send(&req, v).await;
+                }
+                ApiKey::ListGroups => {
+                    let r = c.send(&ListGroupsRequest::default(), v).await;
+                    assert_eq!(r.error_code, 0, "ListGroups v{v}");
+                    assert!(
+                        r.groups.iter().any(|g| g.group_id.0.as_str() == "simple"),
+                        "ListGroups v{v}"
+                    );
+                }
+                ApiKey::DescribeGroups => {
+                    let req = DescribeGroupsRequest::default()
+                        .with_groups(vec![GroupId(StrBytes::from_static_str("simple"))]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.groups.len(), 1, "DescribeGroups v{v}");
+                }
+                ApiKey::DeleteGroups => {
+                    let req = DeleteGroupsRequest::default()
+                        .with_groups_names(vec![GroupId(StrBytes::from(format!("join{v}")))]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.results.len(), 1, "DeleteGroups v{v}");
+                }
+                ApiKey::ConsumerGroupHeartbeat => {
+                    let mut req = ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(GroupId(StrBytes::from(format!("kip848-{v}"))))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(10000)
+                        .with_subscribed_topic_names(Some(vec![name("vt")]))
+                        .with_topic_partitions(Some(vec![]));
+                    if v >= 1 {
+                        req.member_id = StrBytes::from(uuid::Uuid::new_v4().to_string());
+                    }
+                    let r = c.send(&req, v).await;
+                    assert_eq!(
+                        r.error_code, 0,
+                        "ConsumerGroupHeartbeat v{v}: {:?}",
+                        r.error_message
+                    );
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    let req = ConsumerGroupDescribeRequest::default()
+                        .with_group_ids(vec![GroupId(StrBytes::from_static_str("kip848-0"))]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.groups.len(), 1, "ConsumerGroupDescribe v{v}");
                 }
                 other => panic!("{other:?} is advertised but this test does not cover it"),
             }

@@ -41,6 +41,8 @@ pub enum ApplyError {
     },
     #[error("invalid config record: {0}")]
     InvalidConfig(String),
+    #[error("producer ids would go backwards: {next_producer_id} < {current}")]
+    ProducerIdsBackwards { next_producer_id: i64, current: i64 },
     #[error("invalid broker registration for node {node_id}: {reason}")]
     InvalidBroker { node_id: i32, reason: String },
 }
@@ -118,6 +120,8 @@ pub struct MetadataImage {
     /// Keyed by node id as a string, `""` for the cluster default.
     broker_configs: BTreeMap<String, Arc<BTreeMap<String, String>>>,
     brokers: BTreeMap<i32, BrokerImage>,
+    /// The first producer id not yet handed out.
+    next_producer_id: i64,
 }
 
 /// Kafka's normalisation for topic-name collisions (`Topic.unifyCollisionChars`): '.' and
@@ -133,6 +137,11 @@ impl MetadataImage {
             cluster_id: cluster_id.into(),
             ..Default::default()
         }
+    }
+
+    /// The first producer id not yet handed out (0 on a new cluster).
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -179,6 +188,18 @@ impl MetadataImage {
                 value,
             } => self.apply_config(resource, name, value.as_deref()),
             MetadataRecord::RemoveTopic { topic_id } => self.apply_remove_topic(*topic_id),
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                if *next_producer_id < self.next_producer_id {
+                    return Err(ApplyError::ProducerIdsBackwards {
+                        next_producer_id: *next_producer_id,
+                        current: self.next_producer_id,
+                    });
+                }
+                self.next_producer_id = *next_producer_id;
+                Ok(())
+            }
             MetadataRecord::RegisterBroker {
                 node_id,
                 host,

@@ -69,6 +69,12 @@ pub enum MetadataRecord {
         #[serde(with = "uuid_string")]
         topic_id: Uuid,
     },
+    /// A block of producer ids was handed out: every id below `next_producer_id` is taken
+    /// (Kafka `ProducerIdsRecord`). Ids are never reused, across restarts too.
+    ProducerIds {
+        broker_id: i32,
+        next_producer_id: i64,
+    },
     /// A broker registered its endpoint (a reduced Kafka `RegisterBrokerRecord`).
     RegisterBroker {
         node_id: i32,

@@ -8,18 +8,35 @@ use runnel_protocol::request::DecodedRequest;
 use runnel_protocol::VersionRange;
 use tracing::warn;
 
+use runnel_group::shard::RequestContext;
+
 use crate::state::Broker;
 
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod group_routing;
+mod heartbeat;
+mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 /// Every API this broker implements, with its versions.
 pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
@@ -36,6 +53,26 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     ),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::JoinGroup, join_group::VERSIONS),
+    (ApiKey::SyncGroup, sync_group::VERSIONS),
+    (ApiKey::Heartbeat, heartbeat::VERSIONS),
+    (ApiKey::LeaveGroup, leave_group::VERSIONS),
+    (ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::ListGroups, list_groups::VERSIONS),
+    (ApiKey::DescribeGroups, describe_groups::VERSIONS),
+    (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (
+        ApiKey::ConsumerGroupHeartbeat,
+        consumer_group_heartbeat::VERSIONS,
+    ),
+    (
+        ApiKey::ConsumerGroupDescribe,
+        consumer_group_describe::VERSIONS,
+    ),
 ];
 
 pub fn supported(key: ApiKey) -> Option<VersionRange> {
@@ -55,8 +92,22 @@ impl<T: Into<ResponseKind>> From<T> for Reply {
     }
 }
 
-pub async fn dispatch(broker: &Arc<Broker>, req: DecodedRequest) -> Reply {
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    req: DecodedRequest,
+    peer: std::net::SocketAddr,
+) -> Reply {
     let v = req.api_version;
+    let ctx = RequestContext {
+        client_id: req
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
+    let ctx = &ctx;
     match req.body {
         RequestKind::ApiVersions(r) => api_versions::handle(broker, r, v).into(),
         RequestKind::Metadata(r) => metadata::handle(broker, r, v).await.into(),
@@ -70,6 +121,26 @@ pub async fn dispatch(broker: &Arc<Broker>, req: DecodedRequest) -> Reply {
         }
         RequestKind::DescribeConfigs(r) => describe_configs::handle(broker, r, v).into(),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(broker, r, v).into(),
+        RequestKind::InitProducerId(r) => init_producer_id::handle(broker, r, v).await.into(),
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(broker, r, v).await.into(),
+        RequestKind::JoinGroup(r) => join_group::handle(broker, ctx, r, v).await.into(),
+        RequestKind::SyncGroup(r) => sync_group::handle(broker, ctx, r, v).await.into(),
+        RequestKind::Heartbeat(r) => heartbeat::handle(broker, ctx, r, v).await.into(),
+        RequestKind::LeaveGroup(r) => leave_group::handle(broker, ctx, r, v).await.into(),
+        RequestKind::OffsetCommit(r) => offset_commit::handle(broker, ctx, r, v).await.into(),
+        RequestKind::OffsetFetch(r) => offset_fetch::handle(broker, ctx, r, v).await.into(),
+        RequestKind::OffsetDelete(r) => offset_delete::handle(broker, ctx, r, v).await.into(),
+        RequestKind::ListGroups(r) => list_groups::handle(broker, ctx, r, v).await.into(),
+        RequestKind::DescribeGroups(r) => describe_groups::handle(broker, ctx, r, v).await.into(),
+        RequestKind::DeleteGroups(r) => delete_groups::handle(broker, ctx, r, v).await.into(),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            consumer_group_heartbeat::handle(broker, ctx, r, v)
+                .await
+                .into()
+        }
+        RequestKind::ConsumerGroupDescribe(r) => consumer_group_describe::handle(broker, ctx, r, v)
+            .await
+            .into(),
         other => {
             // decode_request only lets through keys listed in SUPPORTED.
             warn!(api_key = ?req.api_key, "request for an API without a handler");

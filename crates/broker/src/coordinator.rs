@@ -1,0 +1,382 @@
+//! The runtime of the group coordinator: one task per partition of `__consumer_offsets`
+//! drives a [`GroupCoordinatorShard`] (an I/O-free state machine). The task replays the
+//! partition's records at start, then feeds requests and clock ticks to the shard, appends
+//! the records it emits to the partition, and only then sends the responses.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use kafka_protocol::ResponseError;
+use runnel_group::shard::RequestContext;
+use runnel_group::{
+    GroupConfig, GroupCoordinatorShard, GroupRecord, GroupResponse, Output, RequestId,
+    ShardRequest, TopicInfo, TopicMetadata,
+};
+use runnel_metadata::image::MetadataImage;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::errors::KafkaError;
+use crate::state::{now_ms, Broker, Partition, TopicSpec};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Requests queued for one shard before senders wait.
+const SHARD_QUEUE_DEPTH: usize = 1024;
+/// Bytes read per step when replaying a partition.
+const REPLAY_READ_BYTES: usize = 1024 * 1024;
+
+pub(crate) struct ShardCommand {
+    request: ShardRequest,
+    ctx: RequestContext,
+    reply: oneshot::Sender<GroupResponse>,
+}
+
+/// The shards of the group coordinator, started when `__consumer_offsets` exists.
+#[derive(Default)]
+pub struct GroupCoordinators {
+    shards: OnceLock<Vec<mpsc::Sender<ShardCommand>>>,
+    starting: tokio::sync::Mutex<()>,
+}
+
+/// Topic metadata for the shards, from a snapshot of the image.
+pub(crate) struct ImageTopics(pub Arc<MetadataImage>);
+
+impl TopicMetadata for ImageTopics {
+    fn topic_by_name(&self, name: &str) -> Option<TopicInfo> {
+        self.0.topic_by_name(name).map(|t| TopicInfo {
+            name: t.name().to_string(),
+            topic_id: t.topic_id(),
+            partitions: t.partition_count() as i32,
+        })
+    }
+    fn topic_by_id(&self, topic_id: &Uuid) -> Option<TopicInfo> {
+        self.0.topic_by_id(topic_id).map(|t| TopicInfo {
+            name: t.name().to_string(),
+            topic_id: t.topic_id(),
+            partitions: t.partition_count() as i32,
+        })
+    }
+    fn topics(&self) -> Vec<TopicInfo> {
+        self.0
+            .topics()
+            .map(|t| TopicInfo {
+                name: t.name().to_string(),
+                topic_id: t.topic_id(),
+                partitions: t.partition_count() as i32,
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn group_config(broker: &Broker) -> GroupConfig {
+    let c = &broker.config;
+    let mut g = GroupConfig::default();
+    g.min_session_timeout_ms = c.group_min_session_timeout_ms;
+    g.max_session_timeout_ms = c.group_max_session_timeout_ms;
+    g.initial_rebalance_delay_ms = c.group_initial_rebalance_delay_ms;
+    g.group_max_size = c.group_max_size;
+    g.offsets_retention_ms = c.offsets_retention_ms();
+    g.offset_metadata_max_bytes = c.offset_metadata_max_bytes;
+    g.consumer_session_timeout_ms = c.group_consumer_session_timeout_ms;
+    g.consumer_min_session_timeout_ms = c.group_consumer_min_session_timeout_ms;
+    g.consumer_max_session_timeout_ms = c.group_consumer_max_session_timeout_ms;
+    g.consumer_heartbeat_interval_ms = c.group_consumer_heartbeat_interval_ms;
+    g.consumer_min_heartbeat_interval_ms = c.group_consumer_min_heartbeat_interval_ms;
+    g.consumer_max_heartbeat_interval_ms = c.group_consumer_max_heartbeat_interval_ms;
+    g
+}
+
+impl Broker {
+    /// Starts the coordinator shards, creating `__consumer_offsets` first if needed.
+    pub(crate) async fn group_coordinators(
+        self: &Arc<Self>,
+    ) -> Result<&Vec<mpsc::Sender<ShardCommand>>, KafkaError> {
+        if let Some(shards) = self.coordinators.shards.get() {
+            return Ok(shards);
+        }
+        let _guard = self.coordinators.starting.lock().await;
+        if let Some(shards) = self.coordinators.shards.get() {
+            return Ok(shards);
+        }
+        let topic = match self.topic(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let spec = TopicSpec {
+                    name: OFFSETS_TOPIC.to_string(),
+                    num_partitions: self.config.offsets_topic_num_partitions,
+                    replication_factor: self.config.offsets_topic_replication_factor_for(1),
+                    assignments: vec![],
+                    configs: vec![
+                        ("cleanup.policy".into(), Some("compact".into())),
+                        ("compression.type".into(), Some("producer".into())),
+                        (
+                            "segment.bytes".into(),
+                            Some(self.config.offsets_topic_segment_bytes.to_string()),
+                        ),
+                    ],
+                };
+                let result = self.create_topics(vec![spec], false).await.pop();
+                if let Some(Err(e)) = result {
+                    error!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                }
+                self.topic(OFFSETS_TOPIC).ok_or_else(|| {
+                    KafkaError::with_message(
+                        ResponseError::CoordinatorNotAvailable,
+                        format!("{OFFSETS_TOPIC} cannot be created"),
+                    )
+                })?
+            }
+        };
+        let config = group_config(self);
+        let mut senders = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let (tx, rx) = mpsc::channel(SHARD_QUEUE_DEPTH);
+            senders.push(tx);
+            let broker = self.clone();
+            let partition = p.clone();
+            let config = config.clone();
+            tokio::spawn(async move { run_shard(broker, partition, rx, config).await });
+        }
+        let _ = self.coordinators.shards.set(senders);
+        Ok(self.coordinators.shards.get().expect("just set"))
+    }
+
+    /// Sends a request to the shard owning `group_id` and waits for its answer. An error
+    /// means the coordinator could not answer (clients retry after NOT_COORDINATOR or
+    /// COORDINATOR_NOT_AVAILABLE).
+    pub(crate) async fn group_request(
+        self: &Arc<Self>,
+        group_id: &str,
+        ctx: &RequestContext,
+        request: ShardRequest,
+    ) -> Result<GroupResponse, KafkaError> {
+        let shards = self.group_coordinators().await?;
+        let index = runnel_group::partition_for_group(group_id, shards.len() as i32) as usize;
+        self.shard_request(index, ctx, request).await
+    }
+
+    pub(crate) async fn shard_request(
+        self: &Arc<Self>,
+        index: usize,
+        ctx: &RequestContext,
+        request: ShardRequest,
+    ) -> Result<GroupResponse, KafkaError> {
+        let shards = self.group_coordinators().await?;
+        let (reply, rx) = oneshot::channel();
+        let not_available = || KafkaError::new(ResponseError::CoordinatorNotAvailable);
+        shards[index]
+            .send(ShardCommand {
+                request,
+                ctx: ctx.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| not_available())?;
+        rx.await
+            .map_err(|_| KafkaError::new(ResponseError::NotCoordinator))
+    }
+
+    pub(crate) fn group_shard_count(&self) -> Option<usize> {
+        self.coordinators.shards.get().map(|s| s.len())
+    }
+}
+
+fn encode_records(records: &[GroupRecord], now_ms: i64) -> Result<BytesMut, String> {
+    let records: Vec<Record> = records
+        .iter()
+        .map(|r| {
+            let (key, value) = r.encode();
+            Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: 0,
+                sequence: -1,
+                timestamp: now_ms,
+                key: Some(Bytes::from(key)),
+                value: value.map(Bytes::from),
+                headers: Default::default(),
+                delete_horizon: false,
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+/// Replays every record of the partition into a fresh shard.
+fn load_shard(
+    partition: &Partition,
+    config: &GroupConfig,
+) -> Result<GroupCoordinatorShard, String> {
+    let mut shard = GroupCoordinatorShard::new(partition.index, config.clone());
+    let end = partition.high_watermark();
+    let mut offset = partition.log.log_start_offset();
+    let now = now_ms();
+    let mut replayed = 0u64;
+    while offset < end {
+        let read = partition
+            .log
+            .read(offset, REPLAY_READ_BYTES, end, true)
+            .map_err(|e| e.to_string())?;
+        if read.bytes.is_empty() {
+            break;
+        }
+        let mut next = offset;
+        for batch in runnel_model::batch::Batches::new(&read.bytes) {
+            let batch = batch.map_err(|e| e.to_string())?;
+            next = batch.next_offset();
+            let mut bytes = Bytes::copy_from_slice(batch.as_bytes());
+            let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| e.to_string())?;
+            for record in set.records {
+                if record.offset < offset || record.control {
+                    continue;
+                }
+                let Some(key) = record.key.as_ref() else {
+                    continue;
+                };
+                match GroupRecord::decode(key, record.value.as_deref()) {
+                    Ok(r) => {
+                        shard.replay(&r, now).map_err(|e| e.to_string())?;
+                        replayed += 1;
+                    }
+                    Err(e) => {
+                        warn!(partition = partition.index, offset = record.offset, error = %e,
+                        "skipping a record of {OFFSETS_TOPIC} that does not decode")
+                    }
+                }
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    info!(
+        partition = partition.index,
+        records = replayed,
+        "group coordinator loaded"
+    );
+    Ok(shard)
+}
+
+async fn run_shard(
+    broker: Arc<Broker>,
+    partition: Arc<Partition>,
+    mut rx: mpsc::Receiver<ShardCommand>,
+    config: GroupConfig,
+) {
+    let mut shutdown = broker.shutdown_signal();
+    let load =
+        |partition: &Partition| tokio::task::block_in_place(|| load_shard(partition, &config));
+    let mut shard = match load(&partition) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(partition = partition.index, error = %e, "cannot load the group coordinator; its groups are unavailable");
+            return;
+        }
+    };
+    let mut pending: HashMap<RequestId, oneshot::Sender<GroupResponse>> = HashMap::new();
+    let mut next_id: RequestId = 1;
+    let out = shard.loaded(now_ms());
+    if !apply(&broker, &partition, out, &mut pending) {
+        if let Ok(s) = load(&partition) {
+            shard = s;
+        }
+    }
+    loop {
+        let deadline = shard.next_deadline_ms();
+        let sleep = async {
+            match deadline {
+                Some(at) => {
+                    let wait = (at - now_ms()).max(0) as u64;
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let out = tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { return };
+                let id = next_id;
+                next_id += 1;
+                pending.insert(id, cmd.reply);
+                let topics = ImageTopics(broker.image());
+                shard.handle_with_context(id, cmd.request, &cmd.ctx, &topics, now_ms())
+            }
+            _ = sleep => {
+                let topics = ImageTopics(broker.image());
+                shard.tick(&topics, now_ms())
+            }
+            _ = shutdown.changed() => return,
+        };
+        if !apply(&broker, &partition, out, &mut pending) {
+            // The shard may hold state the log does not: rebuild it from the log. Requests it
+            // was holding are answered with an error when their senders drop.
+            pending.clear();
+            match load(&partition) {
+                Ok(s) => shard = s,
+                Err(e) => {
+                    error!(partition = partition.index, error = %e, "cannot reload the group coordinator");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Appends the output's records, then sends its responses. Returns false if the append
+/// failed (the responses are then dropped, which the waiting handlers see as an error).
+fn apply(
+    broker: &Broker,
+    partition: &Partition,
+    out: Output,
+    pending: &mut HashMap<RequestId, oneshot::Sender<GroupResponse>>,
+) -> bool {
+    if !out.records.is_empty() {
+        let appended = encode_records(&out.records, now_ms()).and_then(|mut batch| {
+            tokio::task::block_in_place(|| {
+                partition
+                    .log
+                    .append(&mut batch, partition.leader_epoch, now_ms())
+                    .map_err(|e| e.to_string())
+            })
+        });
+        match appended {
+            Ok(info) => {
+                partition.advance_high_watermark(info.last_offset + 1);
+                broker.data_arrived.notify_waiters();
+            }
+            Err(e) => {
+                error!(partition = partition.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
+                for (id, _) in out.responses {
+                    pending.remove(&id);
+                }
+                return false;
+            }
+        }
+    }
+    for (id, response) in out.responses {
+        if let Some(tx) = pending.remove(&id) {
+            let _ = tx.send(response);
+        }
+    }
+    true
+}

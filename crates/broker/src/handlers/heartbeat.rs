@@ -1,0 +1,40 @@
+//! Heartbeat (key 12), answered by the group coordinator shard that owns the group.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use runnel_group::{GroupRequest, GroupResponse};
+use runnel_protocol::VersionRange;
+
+use super::group_routing::route;
+use runnel_group::shard::RequestContext;
+
+use crate::state::Broker;
+
+pub const VERSIONS: VersionRange = VersionRange::new(0, 4);
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: HeartbeatRequest,
+    version: i16,
+) -> HeartbeatResponse {
+    let group_id = req.group_id.0.to_string();
+    let unwrap = |r| match r {
+        GroupResponse::Heartbeat(r) => Some(r),
+        _ => None,
+    };
+    match route(
+        broker,
+        ctx,
+        &group_id,
+        version,
+        GroupRequest::Heartbeat(req),
+        unwrap,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => HeartbeatResponse::default().with_error_code(e.code()),
+    }
+}
