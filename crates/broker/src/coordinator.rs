@@ -81,6 +81,7 @@ pub(crate) fn group_config(broker: &Broker) -> GroupConfig {
     g.initial_rebalance_delay_ms = c.group_initial_rebalance_delay_ms;
     g.group_max_size = c.group_max_size;
     g.offsets_retention_ms = c.offsets_retention_ms();
+    g.offsets_retention_check_interval_ms = c.offsets_retention_check_interval_ms;
     g.offset_metadata_max_bytes = c.offset_metadata_max_bytes;
     g.consumer_session_timeout_ms = c.group_consumer_session_timeout_ms;
     g.consumer_min_session_timeout_ms = c.group_consumer_min_session_timeout_ms;
@@ -328,8 +329,13 @@ async fn run_shard(
             _ = shutdown.changed() => return,
         };
         if !apply(&broker, &partition, out, &mut pending) {
-            // The shard may hold state the log does not: rebuild it from the log. Requests it
-            // was holding are answered with an error when their senders drop.
+            // The shard may hold state the log does not: answer what it holds with
+            // NOT_COORDINATOR (clients retry), then rebuild it from the log.
+            for (id, response) in shard.unload().responses {
+                if let Some(tx) = pending.remove(&id) {
+                    let _ = tx.send(response);
+                }
+            }
             pending.clear();
             match load(&partition) {
                 Ok(s) => shard = s,

@@ -1283,7 +1283,10 @@ impl GroupCoordinatorShard {
             );
         }
         if gid.len() > MAX_STRING_BYTES {
-            return fail(ResponseError::InvalidGroupId, "GroupId is too long.".to_string());
+            return fail(
+                ResponseError::InvalidGroupId,
+                "GroupId is too long.".to_string(),
+            );
         }
         let joining = req.member_epoch == 0;
         let client = Some(ClientInfo {

@@ -578,6 +578,13 @@ fn given_invalid_joins_should_answer_kafkas_errors() {
     assert_eq!(h.join_response(id).error_code, INVALID_SESSION_TIMEOUT);
     let id = h.join(5, &Join::new("", "c", &["orders"]));
     assert_eq!(h.join_response(id).error_code, INVALID_GROUP_ID);
+    let too_long = "g".repeat(40_000);
+    let id = h.join(6, &Join::new(&too_long, "c", &["orders"]));
+    assert_eq!(
+        h.join_response(id).error_code,
+        INVALID_GROUP_ID,
+        "a key holds at most 32767 bytes"
+    );
     let id = h.join(5, &Join::new("nope", "c", &["orders"]).member("made-up"));
     assert_eq!(h.join_response(id).error_code, UNKNOWN_MEMBER_ID);
     let mut j = Join::new("g", "c", &["orders"]);
