@@ -33,6 +33,7 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES_INITIAL);
     let mut output = BytesMut::new();
     let mut shutdown = broker.shutdown_signal();
+    let _connection = broker.metrics.connection();
     loop {
         // Answer every whole request already buffered.
         loop {
@@ -50,7 +51,15 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                     let api_key = req.api_key;
                     let api_version = req.api_version;
                     let correlation_id = req.header.correlation_id;
+                    let started = std::time::Instant::now();
                     let reply = handlers::dispatch(&broker, *req, peer).await;
+                    if let Some(Some(m)) = broker.api_metrics.get(api_key as usize) {
+                        let error = match &reply {
+                            Reply::Response(body) => handlers::has_error(body),
+                            Reply::NoResponse => false,
+                        };
+                        m.record(api_version, started.elapsed(), error);
+                    }
                     match reply {
                         Reply::Response(body) => {
                             if let Err(e) = encode_response(

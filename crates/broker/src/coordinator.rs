@@ -41,6 +41,49 @@ pub(crate) struct ShardCommand {
 pub struct GroupCoordinators {
     shards: OnceLock<Vec<mpsc::Sender<ShardCommand>>>,
     starting: tokio::sync::Mutex<()>,
+    /// Committed offsets as of the records appended or replayed, for lag metrics (read at
+    /// scrape time; updated once per appended output, not per request).
+    committed: std::sync::Mutex<std::collections::BTreeMap<(String, String, i32), i64>>,
+}
+
+impl GroupCoordinators {
+    /// `((group, topic, partition), committed offset)` of every group.
+    pub(crate) fn committed_offsets(&self) -> Vec<((String, String, i32), i64)> {
+        self.committed
+            .lock()
+            .expect("committed offsets lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    fn track(&self, records: &[GroupRecord]) {
+        let mut committed = self.committed.lock().expect("committed offsets lock");
+        for r in records {
+            match r {
+                GroupRecord::OffsetCommit {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                } => {
+                    let key = (group.clone(), topic.clone(), *partition);
+                    match value {
+                        Some(v) => {
+                            committed.insert(key, v.offset);
+                        }
+                        None => {
+                            committed.remove(&key);
+                        }
+                    }
+                }
+                GroupRecord::GroupMetadata { group, value: None } => {
+                    committed.retain(|(g, _, _), _| g != group);
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Topic metadata for the shards, from a snapshot of the image.
@@ -75,21 +118,22 @@ impl TopicMetadata for ImageTopics {
 
 pub(crate) fn group_config(broker: &Broker) -> GroupConfig {
     let c = &broker.config;
-    let mut g = GroupConfig::default();
-    g.min_session_timeout_ms = c.group_min_session_timeout_ms;
-    g.max_session_timeout_ms = c.group_max_session_timeout_ms;
-    g.initial_rebalance_delay_ms = c.group_initial_rebalance_delay_ms;
-    g.group_max_size = c.group_max_size;
-    g.offsets_retention_ms = c.offsets_retention_ms();
-    g.offsets_retention_check_interval_ms = c.offsets_retention_check_interval_ms;
-    g.offset_metadata_max_bytes = c.offset_metadata_max_bytes;
-    g.consumer_session_timeout_ms = c.group_consumer_session_timeout_ms;
-    g.consumer_min_session_timeout_ms = c.group_consumer_min_session_timeout_ms;
-    g.consumer_max_session_timeout_ms = c.group_consumer_max_session_timeout_ms;
-    g.consumer_heartbeat_interval_ms = c.group_consumer_heartbeat_interval_ms;
-    g.consumer_min_heartbeat_interval_ms = c.group_consumer_min_heartbeat_interval_ms;
-    g.consumer_max_heartbeat_interval_ms = c.group_consumer_max_heartbeat_interval_ms;
-    g
+    GroupConfig {
+        min_session_timeout_ms: c.group_min_session_timeout_ms,
+        max_session_timeout_ms: c.group_max_session_timeout_ms,
+        initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms,
+        group_max_size: c.group_max_size,
+        offsets_retention_ms: c.offsets_retention_ms(),
+        offsets_retention_check_interval_ms: c.offsets_retention_check_interval_ms,
+        offset_metadata_max_bytes: c.offset_metadata_max_bytes,
+        consumer_session_timeout_ms: c.group_consumer_session_timeout_ms,
+        consumer_min_session_timeout_ms: c.group_consumer_min_session_timeout_ms,
+        consumer_max_session_timeout_ms: c.group_consumer_max_session_timeout_ms,
+        consumer_heartbeat_interval_ms: c.group_consumer_heartbeat_interval_ms,
+        consumer_min_heartbeat_interval_ms: c.group_consumer_min_heartbeat_interval_ms,
+        consumer_max_heartbeat_interval_ms: c.group_consumer_max_heartbeat_interval_ms,
+        ..GroupConfig::default()
+    }
 }
 
 impl Broker {
@@ -224,9 +268,11 @@ fn encode_records(records: &[GroupRecord], now_ms: i64) -> Result<BytesMut, Stri
 
 /// Replays every record of the partition into a fresh shard.
 fn load_shard(
+    broker: &Broker,
     partition: &Partition,
     config: &GroupConfig,
 ) -> Result<GroupCoordinatorShard, String> {
+    let mut committed: Vec<GroupRecord> = Vec::new();
     let mut shard = GroupCoordinatorShard::new(partition.index, config.clone());
     let end = partition.high_watermark();
     let mut offset = partition.log.log_start_offset();
@@ -256,6 +302,7 @@ fn load_shard(
                 match GroupRecord::decode(key, record.value.as_deref()) {
                     Ok(r) => {
                         shard.replay(&r, now).map_err(|e| e.to_string())?;
+                        committed.push(r);
                         replayed += 1;
                     }
                     Err(e) => {
@@ -270,6 +317,7 @@ fn load_shard(
         }
         offset = next;
     }
+    broker.coordinators.track(&committed);
     info!(
         partition = partition.index,
         records = replayed,
@@ -285,8 +333,9 @@ async fn run_shard(
     config: GroupConfig,
 ) {
     let mut shutdown = broker.shutdown_signal();
-    let load =
-        |partition: &Partition| tokio::task::block_in_place(|| load_shard(partition, &config));
+    let load = |partition: &Partition| {
+        tokio::task::block_in_place(|| load_shard(&broker, partition, &config))
+    };
     let mut shard = match load(&partition) {
         Ok(s) => s,
         Err(e) => {
@@ -369,6 +418,7 @@ fn apply(
             Ok(info) => {
                 partition.advance_high_watermark(info.last_offset + 1);
                 broker.data_arrived.notify_waiters();
+                broker.coordinators.track(&out.records);
             }
             Err(e) => {
                 error!(partition = partition.index, error = %e, "cannot append to {OFFSETS_TOPIC}");

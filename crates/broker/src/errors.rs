@@ -45,6 +45,8 @@ impl From<&LogError> for KafkaError {
                 ResponseError::RecordListTooLarge
             }
             LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
             LogError::InvalidConfig(_) => ResponseError::InvalidConfig,
             // Our own bytes are damaged, or the disk failed: the data is at risk, not the

@@ -34,11 +34,25 @@ pub enum StartError {
 
 /// How often `flush.ms` deadlines are checked.
 const FLUSH_CHECK_INTERVAL_MS: u64 = 1000;
+/// How often idle producer ids are expired (Kafka's
+/// `producer.id.expiration.check.interval.ms` default).
+const PRODUCER_EXPIRATION_CHECK_INTERVAL_MS: u64 = 600_000;
+
+/// What a broker is started with besides its Kafka configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// `host:port` of the admin HTTP listener (`/metrics`, `/health/live`,
+    /// `/health/ready`); `None` leaves it off.
+    pub admin_listen: Option<String>,
+}
 
 /// A broker serving on its listeners.
 pub struct RunningBroker {
     broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    ready: Arc<runnel_admin_http::ReadyFlag>,
+    admin_stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -46,6 +60,42 @@ impl RunningBroker {
     /// Binds the listener, opens the data directory (recovering it after a crash) and
     /// starts accepting connections.
     pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+        Self::start_with(config, StartOptions::default()).await
+    }
+
+    /// Like [`RunningBroker::start`], with the admin HTTP listener when asked for. The admin
+    /// listener answers `/health/live` while the data directory is still being loaded, and
+    /// `/health/ready` only once the broker serves.
+    pub async fn start_with(
+        config: BrokerConfig,
+        options: StartOptions,
+    ) -> Result<RunningBroker, StartError> {
+        let metrics = Arc::new(runnel_metrics::Metrics::new());
+        let ready = Arc::new(runnel_admin_http::ReadyFlag::new());
+        let (admin_stop_tx, admin_stop_rx) = tokio::sync::watch::channel(false);
+        let mut admin_addr = None;
+        let mut tasks = Vec::new();
+        if let Some(addr) = &options.admin_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| server::ListenError::Bind {
+                    addr: addr
+                        .parse()
+                        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                    source,
+                })?;
+            admin_addr = l.local_addr().ok();
+            let mut stop = admin_stop_rx.clone();
+            let (m, r) = (metrics.clone(), ready.clone());
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = runnel_admin_http::serve(l, m, r, shutdown).await {
+                    tracing::warn!(error = %e, "admin listener stopped");
+                }
+            }));
+        }
         let listener = config.listener();
         let listeners = server::bind(&listener.host, listener.port).await?;
         let local_addrs: Vec<SocketAddr> = listeners
@@ -65,8 +115,14 @@ impl RunningBroker {
         };
         let data_dir = config.log_dir.clone();
         let broker = tokio::task::block_in_place(|| {
-            Broker::open(config, advertised_host.clone(), advertised_port)
+            Broker::open(
+                config,
+                advertised_host.clone(),
+                advertised_port,
+                metrics.clone(),
+            )
         })?;
+        metrics.register_source(state::gauge_source(Arc::downgrade(&broker)));
         // Groups stored in __consumer_offsets are loaded at start, not at the first request.
         if broker.topic(coordinator::OFFSETS_TOPIC).is_some() {
             broker
@@ -74,7 +130,6 @@ impl RunningBroker {
                 .await
                 .map_err(|e| state::StartupError::Metadata(format!("group coordinator: {e:?}")))?;
         }
-        let mut tasks = Vec::new();
         for l in listeners {
             tasks.push(tokio::spawn(server::accept_loop(broker.clone(), l)));
         }
@@ -82,18 +137,26 @@ impl RunningBroker {
         tasks.push(tokio::spawn(async move {
             let mut shutdown = flusher.shutdown_signal();
             let mut tick = tokio::time::interval(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS));
+            let mut expiry =
+                tokio::time::interval(Duration::from_millis(PRODUCER_EXPIRATION_CHECK_INTERVAL_MS));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         let b = flusher.clone();
                         let _ = tokio::task::spawn_blocking(move || b.flush_due()).await;
                     }
+                    _ = expiry.tick() => {
+                        let b = flusher.clone();
+                        let _ = tokio::task::spawn_blocking(move || b.expire_producers()).await;
+                    }
                     _ = shutdown.changed() => return,
                 }
             }
         }));
+        ready.set(true);
         info!(
             listeners = ?local_addrs,
+            admin = ?admin_addr,
             advertised = %format!("{advertised_host}:{advertised_port}"),
             data_dir = %data_dir.display(),
             node_id = broker.node_id,
@@ -103,6 +166,9 @@ impl RunningBroker {
         Ok(RunningBroker {
             broker,
             local_addrs,
+            admin_addr,
+            ready,
+            admin_stop: admin_stop_tx,
             tasks,
         })
     }
@@ -112,12 +178,19 @@ impl RunningBroker {
         &self.local_addrs
     }
 
+    /// Address of the admin HTTP listener, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
 
     /// Stops accepting, closes connections, then flushes and closes every partition.
     pub async fn shutdown(self) {
+        self.ready.set(false);
+        let _ = self.admin_stop.send(true);
         let broker = self.broker.clone();
         tokio::task::block_in_place(|| broker.shutdown());
         for t in self.tasks {

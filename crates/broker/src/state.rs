@@ -14,7 +14,7 @@ use runnel_metadata::controller::{
     self, ControllerError, CreateTopic, ReplicaAssignment, TopicDefaults, TopicRef,
 };
 use runnel_metadata::image::MetadataImage;
-use runnel_metadata::records::MetadataRecord;
+use runnel_metadata::records::{ConfigResource, MetadataRecord};
 use runnel_metadata::store::{kafka_uuid_string, MetaProperties, MetadataLog};
 use runnel_metadata::topic_config;
 use thiserror::Error;
@@ -87,6 +87,7 @@ impl Partition {
 pub struct TopicState {
     pub name: String,
     pub topic_id: Uuid,
+    pub metrics: runnel_metrics::TopicMetrics,
     pub settings: TopicSettings,
     pub partitions: Vec<Arc<Partition>>,
 }
@@ -130,9 +131,71 @@ pub struct Broker {
     pub data_arrived: Notify,
     pub fetch_sessions: Mutex<FetchSessionCache>,
     pub(crate) coordinators: crate::coordinator::GroupCoordinators,
+    pub metrics: Arc<runnel_metrics::Metrics>,
+    /// Per API key, the metrics handle (looked up once, not per request).
+    pub(crate) api_metrics: Vec<Option<runnel_metrics::ApiMetrics>>,
     /// `(next, end)` of the block of producer ids this broker hands out.
     producer_ids: Mutex<(i64, i64)>,
     shutdown_tx: watch::Sender<bool>,
+}
+
+/// Checks a broker config set at run time (IncrementalAlterConfigs on a BROKER resource):
+/// the broker-level defaults of topic configs may change dynamically, as in Kafka, with the
+/// same validation as at start-up.
+fn validate_dynamic_broker_config(key: &str, value: Option<&str>) -> Result<(), ControllerError> {
+    if topic_config::topic_config_for_broker_synonym(key).is_none() {
+        return Err(ControllerError::InvalidConfig(format!(
+            "Cannot update these configs dynamically: Set({key})"
+        )));
+    }
+    if let Some(value) = value {
+        BrokerConfig::from_sources(None, &[(key.to_string(), value.to_string())])
+            .map_err(|e| ControllerError::InvalidConfig(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The scrape-time gauges: partition offsets and sizes, and consumer group lag. Holds the
+/// broker weakly (the broker holds the metrics).
+pub(crate) fn gauge_source(
+    broker: std::sync::Weak<Broker>,
+) -> impl Fn(&mut dyn runnel_metrics::SampleSink) + Send + Sync + 'static {
+    move |sink: &mut dyn runnel_metrics::SampleSink| {
+        let Some(b) = broker.upgrade() else {
+            return;
+        };
+        for t in b.topics_snapshot() {
+            for p in &t.partitions {
+                sink.partition(
+                    &t.name,
+                    p.index,
+                    runnel_metrics::PartitionSample {
+                        log_start_offset: p.log.log_start_offset(),
+                        log_end_offset: p.log.log_end_offset(),
+                        high_watermark: p.high_watermark(),
+                        size_bytes: p.log.size_bytes(),
+                    },
+                );
+            }
+        }
+        for ((group, topic, partition), committed) in b.coordinators.committed_offsets() {
+            let Some(end) = b
+                .topic(&topic)
+                .and_then(|t| t.partition(partition).map(|p| p.high_watermark()))
+            else {
+                continue;
+            };
+            sink.group_partition(
+                &group,
+                &topic,
+                partition,
+                runnel_metrics::GroupPartitionSample {
+                    committed_offset: committed,
+                    end_offset: end,
+                },
+            );
+        }
+    }
 }
 
 /// Producer ids handed out per metadata record (Kafka's block size).
@@ -151,6 +214,7 @@ impl Broker {
         config: BrokerConfig,
         advertised_host: String,
         advertised_port: u16,
+        metrics: Arc<runnel_metrics::Metrics>,
     ) -> Result<Arc<Broker>, StartupError> {
         let data_dir = config.log_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir {
@@ -177,6 +241,17 @@ impl Broker {
                 config.max_incremental_fetch_session_cache_slots as usize,
             )),
             coordinators: Default::default(),
+            api_metrics: crate::handlers::SUPPORTED.iter().fold(
+                vec![None; 128],
+                |mut v, (key, _)| {
+                    let name: &'static str = Box::leak(format!("{key:?}").into_boxed_str());
+                    if let Some(slot) = v.get_mut(*key as usize) {
+                        *slot = Some(metrics.api(name));
+                    }
+                    v
+                },
+            ),
+            metrics,
             producer_ids: Mutex::new((0, 0)),
             shutdown_tx: watch::channel(false).0,
             config,
@@ -298,6 +373,7 @@ impl Broker {
                 .max(8) as u64,
             flush_messages: int("flush.messages", i64::MAX).max(1) as u64,
             flush_ms: int("flush.ms", i64::MAX),
+            producer_id_expiration_ms: i64::from(self.config.producer_id_expiration_ms),
             timestamp_type,
         };
         TopicSettings {
@@ -305,6 +381,35 @@ impl Broker {
             timestamp_type,
             log,
         }
+    }
+
+    fn open_partition(
+        &self,
+        name: &str,
+        topic_id: Uuid,
+        p: &runnel_metadata::image::PartitionImage,
+        settings: &TopicSettings,
+    ) -> Result<Partition, (i32, runnel_log::LogError)> {
+        let index = p.partition;
+        let dir = self.partition_dir(name, index);
+        self.claim_partition_dir(&dir, topic_id).map_err(|source| {
+            let err = runnel_log::LogError::Io {
+                op: "claim partition directory",
+                path: dir.clone(),
+                source,
+            };
+            (index, err)
+        })?;
+        let log = PartitionLog::open(self.storage.clone(), &dir, settings.log.clone(), now_ms())
+            .map_err(|e| (index, e))?;
+        let leo = log.log_end_offset();
+        Ok(Partition {
+            topic: name.to_string(),
+            index,
+            leader_epoch: p.leader_epoch,
+            log,
+            high_watermark: AtomicI64::new(leo),
+        })
     }
 
     fn open_topic(
@@ -316,32 +421,17 @@ impl Broker {
         let settings = self.topic_settings(image, name);
         let mut partitions = Vec::with_capacity(topic.partition_count());
         for p in topic.partitions() {
-            let index = p.partition;
-            let dir = self.partition_dir(name, index);
-            self.claim_partition_dir(&dir, topic.topic_id())
-                .map_err(|source| {
-                    let err = runnel_log::LogError::Io {
-                        op: "claim partition directory",
-                        path: dir.clone(),
-                        source,
-                    };
-                    (index, err)
-                })?;
-            let log =
-                PartitionLog::open(self.storage.clone(), &dir, settings.log.clone(), now_ms())
-                    .map_err(|e| (index, e))?;
-            let leo = log.log_end_offset();
-            partitions.push(Arc::new(Partition {
-                topic: name.to_string(),
-                index,
-                leader_epoch: p.leader_epoch,
-                log,
-                high_watermark: AtomicI64::new(leo),
-            }));
+            partitions.push(Arc::new(self.open_partition(
+                name,
+                topic.topic_id(),
+                p,
+                &settings,
+            )?));
         }
         Ok(TopicState {
             name: name.to_string(),
             topic_id: topic.topic_id(),
+            metrics: self.metrics.topic(name),
             settings,
             partitions,
         })
@@ -513,6 +603,7 @@ impl Broker {
         }
         *self.image.write().expect("image lock") = Arc::new(image);
         let removed = self.topics.write().expect("topics lock").remove(&name);
+        self.metrics.remove_topic(&name);
         if let Some(topic) = removed {
             for p in &topic.partitions {
                 if let Err(e) = p.log.delete() {
@@ -523,6 +614,132 @@ impl Broker {
         info!(topic = %name, "topic deleted");
         drop(log);
         Ok((name, id))
+    }
+
+    /// Grows a topic to `total` partitions and opens the new partitions.
+    pub async fn create_partitions(
+        &self,
+        topic: &str,
+        total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), MetadataChangeError> {
+        let log = self.metadata_log.lock().await;
+        let image = self.image();
+        let records = controller::create_partitions(
+            &image,
+            topic,
+            total,
+            assignments.as_deref(),
+            &[self.node_id],
+        )?;
+        if validate_only {
+            return Ok(());
+        }
+        self.commit_and_refresh(log, &records, Some(topic)).await
+    }
+
+    /// Changes dynamic configs of a topic or of the brokers (cluster default or this node):
+    /// `Some(value)` sets, `None` removes. The new values take effect without a restart.
+    pub async fn alter_configs(
+        &self,
+        resource: ConfigResource,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), MetadataChangeError> {
+        let log = self.metadata_log.lock().await;
+        let image = self.image();
+        let (records, topic) = match &resource {
+            ConfigResource::Topic(name) => (
+                controller::alter_topic_configs(&image, name, &changes)?,
+                Some(name.clone()),
+            ),
+            ConfigResource::Broker(name) => {
+                for (key, value) in &changes {
+                    validate_dynamic_broker_config(key, value.as_deref())?;
+                }
+                let records = changes
+                    .iter()
+                    .map(|(key, value)| MetadataRecord::Config {
+                        resource: ConfigResource::Broker(name.clone()),
+                        name: key.clone(),
+                        value: value.clone(),
+                    })
+                    .collect();
+                (records, None)
+            }
+        };
+        if validate_only || records.is_empty() {
+            return Ok(());
+        }
+        self.commit_and_refresh(log, &records, topic.as_deref())
+            .await
+    }
+
+    /// Appends records durably, applies them, and brings the open topics in line with the new
+    /// image: `Some(topic)` refreshes that topic, `None` every topic (broker-wide changes).
+    async fn commit_and_refresh(
+        &self,
+        mut log: tokio::sync::MutexGuard<'_, MetadataLog>,
+        records: &[MetadataRecord],
+        topic: Option<&str>,
+    ) -> Result<(), MetadataChangeError> {
+        let mut image = (*self.image()).clone();
+        log.append(records)
+            .map_err(|e| MetadataChangeError::Store(e.to_string()))?;
+        for r in records {
+            image
+                .apply(r)
+                .expect("records made by the controller apply to the image they were made from");
+        }
+        let image = Arc::new(image);
+        *self.image.write().expect("image lock") = image.clone();
+        let names: Vec<String> = match topic {
+            Some(t) => vec![t.to_string()],
+            None => image.topics().map(|t| t.name().to_string()).collect(),
+        };
+        for name in names {
+            if let Err((partition, e)) = self.refresh_topic(&image, &name) {
+                tracing::error!(topic = %name, partition, error = %e, "cannot open a partition after a metadata change");
+            }
+        }
+        drop(log);
+        Ok(())
+    }
+
+    /// Rebuilds a topic's state from the image: new settings, partitions kept open, new
+    /// partitions opened.
+    fn refresh_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+    ) -> Result<(), (i32, runnel_log::LogError)> {
+        let Some(topic) = image.topic_by_name(name) else {
+            return Ok(());
+        };
+        let old = self.topic(name);
+        let settings = self.topic_settings(image, name);
+        let mut partitions = Vec::with_capacity(topic.partition_count());
+        for p in topic.partitions() {
+            let existing = old.as_ref().and_then(|t| t.partition(p.partition)).cloned();
+            let partition = match existing {
+                Some(existing) => existing,
+                None => Arc::new(self.open_partition(name, topic.topic_id(), p, &settings)?),
+            };
+            partitions.push(partition);
+        }
+        let state = TopicState {
+            name: name.to_string(),
+            topic_id: topic.topic_id(),
+            metrics: self.metrics.topic(name),
+            settings,
+            partitions,
+        };
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_string(), Arc::new(state));
+        Ok(())
     }
 
     /// A producer id never handed out before. Blocks of [`PRODUCER_ID_BLOCK_SIZE`] are
@@ -565,6 +782,33 @@ impl Broker {
     /// A receiver that changes to `true` when the broker shuts down.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown_tx.subscribe()
+    }
+
+    /// Every open topic.
+    pub fn topics_snapshot(&self) -> Vec<Arc<TopicState>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets idempotent producers idle longer than `producer.id.expiration.ms`.
+    pub fn expire_producers(&self) {
+        let now = now_ms();
+        let topics: Vec<Arc<TopicState>> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect();
+        for t in topics {
+            for p in &t.partitions {
+                p.log.expire_producers(now);
+            }
+        }
     }
 
     /// Flushes the partitions whose `flush.ms` is due.

@@ -706,3 +706,348 @@ async fn given_leftover_directory_of_a_deleted_topic_when_name_is_reused_should_
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 0);
     b.stop().await;
 }
+
+/// One batch of `n` records with timestamps `base + i * 1000`, built by the client codec.
+fn batch_with_timestamps(
+    base: i64,
+    n: i64,
+    compression: kafka_protocol::records::Compression,
+) -> Vec<u8> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: -1,
+            timestamp: base + i * 1000,
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode");
+    buf.to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_by_timestamp_answers_the_record_offset_inside_a_batch() {
+    use kafka_protocol::records::Compression;
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    for (topic, compression) in [
+        ("ts-plain", Compression::None),
+        ("ts-zstd", Compression::Zstd),
+    ] {
+        create_topic(&mut c, topic, 1).await;
+        let base = 1_700_000_000_000i64;
+        assert_eq!(
+            produce(
+                &mut c,
+                topic,
+                0,
+                batch_with_timestamps(base, 10, compression)
+            )
+            .await
+            .0,
+            0
+        );
+        let ask = |ts: i64| {
+            ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_current_leader_epoch(-1)
+                        .with_timestamp(ts)])])
+        };
+        for (ts, expected_offset, expected_ts) in [
+            (base, 0, base),
+            (base + 4500, 5, base + 5000),
+            (base + 9000, 9, base + 9000),
+            (base + 9001, -1, -1),
+            (-3, 9, base + 9000),
+        ] {
+            let resp = c.send(&ask(ts), 7).await;
+            let p = &resp.topics[0].partitions[0];
+            assert_eq!(
+                (p.offset, p.timestamp),
+                (expected_offset, expected_ts),
+                "{topic} timestamp {ts}"
+            );
+        }
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_retry_is_acknowledged_once_and_stored_once_across_restart() {
+    use runnel_log::testing::producer_batch;
+    let mut b = TestBroker::start().await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "idem", 1).await;
+    let init = c
+        .send(
+            &InitProducerIdRequest::default().with_transactional_id(None),
+            4,
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    let second = c
+        .send(
+            &InitProducerIdRequest::default().with_transactional_id(None),
+            4,
+        )
+        .await;
+    assert_ne!(second.producer_id.0, pid, "producer ids are not reused");
+    assert_eq!(
+        produce(&mut c, "idem", 0, producer_batch(pid, 0, 0, 3, 1000)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut c, "idem", 0, producer_batch(pid, 0, 3, 2, 1000)).await,
+        (0, 3)
+    );
+    // The retry of the second batch: same offsets, nothing stored.
+    assert_eq!(
+        produce(&mut c, "idem", 0, producer_batch(pid, 0, 3, 2, 1000)).await,
+        (0, 3)
+    );
+    // A gap is refused.
+    let (code, _) = produce(&mut c, "idem", 0, producer_batch(pid, 0, 9, 1, 1000)).await;
+    assert_eq!(code, code_of(ResponseError::OutOfOrderSequenceNumber));
+    drop(c);
+    b.restart().await;
+    let mut c = b.client().await;
+    assert_eq!(
+        produce(&mut c, "idem", 0, producer_batch(pid, 0, 3, 2, 1000)).await,
+        (0, 3)
+    );
+    let resp = c.send(&fetch_req("idem", 0, 0, 0, 0), 12).await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 5);
+    // After a restart, a new InitProducerId still hands out an id never used before.
+    let third = c
+        .send(
+            &InitProducerIdRequest::default().with_transactional_id(None),
+            4,
+        )
+        .await;
+    assert!(third.producer_id.0 > second.producer_id.0);
+    b.stop().await;
+}
+
+fn code_of(e: ResponseError) -> i16 {
+    e.code()
+}
+
+fn incremental(
+    resource_type: i8,
+    resource: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> IncrementalAlterConfigsRequest {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(StrBytes::from(resource.to_string()))
+        .with_configs(
+            ops.iter()
+                .map(|(k, op, v)| {
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from(k.to_string()))
+                        .with_config_operation(*op)
+                        .with_value(v.map(|v| StrBytes::from(v.to_string())))
+                })
+                .collect(),
+        )])
+}
+
+async fn topic_config(c: &mut Client, topic: &str, key: &str) -> (Option<String>, i8) {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from(topic.to_string()))
+            .with_configuration_keys(Some(vec![StrBytes::from(key.to_string())]))]);
+    let resp = c.send(&req, 4).await;
+    let e = &resp.results[0].configs[0];
+    (e.value.as_ref().map(|v| v.to_string()), e.config_source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_and_broker_configs_change_at_run_time_and_survive_restart() {
+    let mut b = TestBroker::start().await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "cfg", 1).await;
+    let big = vec![1u8; 3000];
+    let big_batch = || build_batch(0, 0, &[(None, Some(&big))]);
+    assert_eq!(produce(&mut c, "cfg", 0, big_batch()).await.0, 0);
+    // SET on the topic applies to the next produce, without a restart.
+    let r = c
+        .send(
+            &incremental(2, "cfg", &[("max.message.bytes", 0, Some("2000"))]),
+            1,
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(
+        produce(&mut c, "cfg", 0, big_batch()).await.0,
+        code(ResponseError::MessageTooLarge)
+    );
+    assert_eq!(
+        topic_config(&mut c, "cfg", "max.message.bytes").await,
+        (Some("2000".into()), 1)
+    );
+    // Validation names the problem.
+    for ops in [
+        vec![("max.message.bytes", 0i8, Some("lots"))],
+        vec![("no.such.config", 0, Some("1"))],
+        vec![("retention.ms", 2, Some("5"))],
+    ] {
+        let r = c.send(&incremental(2, "cfg", &ops), 1).await;
+        assert_eq!(
+            r.responses[0].error_code,
+            code(ResponseError::InvalidConfig),
+            "{ops:?}"
+        );
+        assert!(r.responses[0].error_message.is_some());
+    }
+    // APPEND to a list config.
+    let r = c
+        .send(
+            &incremental(2, "cfg", &[("cleanup.policy", 2, Some("compact"))]),
+            1,
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(
+        topic_config(&mut c, "cfg", "cleanup.policy").await.0,
+        Some("delete,compact".into())
+    );
+    // A cluster-wide broker default reaches topics without an override.
+    create_topic(&mut c, "cfg2", 1).await;
+    let r = c
+        .send(
+            &incremental(4, "", &[("message.max.bytes", 0, Some("1500"))]),
+            1,
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(
+        produce(&mut c, "cfg2", 0, big_batch()).await.0,
+        code(ResponseError::MessageTooLarge)
+    );
+    assert_eq!(
+        topic_config(&mut c, "cfg2", "max.message.bytes").await,
+        (Some("1500".into()), 3)
+    );
+    let r = c
+        .send(&incremental(4, "1", &[("num.io.threads", 0, Some("4"))]), 1)
+        .await;
+    assert_eq!(
+        r.responses[0].error_code,
+        code(ResponseError::InvalidConfig)
+    );
+    drop(c);
+    b.restart().await;
+    let mut c = b.client().await;
+    assert_eq!(
+        topic_config(&mut c, "cfg", "max.message.bytes").await,
+        (Some("2000".into()), 1)
+    );
+    assert_eq!(
+        produce(&mut c, "cfg2", 0, big_batch()).await.0,
+        code(ResponseError::MessageTooLarge)
+    );
+    // DELETE returns to the inherited value; the legacy AlterConfigs replaces the whole set.
+    let r = c
+        .send(&incremental(2, "cfg", &[("max.message.bytes", 1, None)]), 1)
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(
+        topic_config(&mut c, "cfg", "max.message.bytes").await,
+        (Some("1500".into()), 3)
+    );
+    {
+        use kafka_protocol::messages::alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let req =
+            AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("cfg"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("60000")))])]);
+        assert_eq!(c.send(&req, 2).await.responses[0].error_code, 0);
+    }
+    assert_eq!(
+        topic_config(&mut c, "cfg", "retention.ms").await,
+        (Some("60000".into()), 1)
+    );
+    assert_eq!(
+        topic_config(&mut c, "cfg", "cleanup.policy").await,
+        (Some("delete".into()), 5)
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_partitions_only_grows_topics() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "grow", 2).await;
+    let req = |count: i32, validate_only: bool| {
+        CreatePartitionsRequest::default()
+            .with_validate_only(validate_only)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(name("grow"))
+                .with_count(count)])
+    };
+    assert_eq!(c.send(&req(4, true), 3).await.results[0].error_code, 0);
+    let meta = c
+        .send(&MetadataRequest::default().with_topics(None), 12)
+        .await;
+    assert_eq!(
+        meta.topics[0].partitions.len(),
+        2,
+        "validate_only changes nothing"
+    );
+    assert_eq!(c.send(&req(4, false), 3).await.results[0].error_code, 0);
+    let meta = c
+        .send(&MetadataRequest::default().with_topics(None), 12)
+        .await;
+    assert_eq!(meta.topics[0].partitions.len(), 4);
+    assert_eq!(produce(&mut c, "grow", 3, simple_batch(0, 1)).await, (0, 0));
+    assert_eq!(
+        c.send(&req(3, false), 3).await.results[0].error_code,
+        code(ResponseError::InvalidPartitions)
+    );
+    let unknown =
+        CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(name("nope"))
+            .with_count(3)]);
+    assert_eq!(
+        c.send(&unknown, 3).await.results[0].error_code,
+        code(ResponseError::UnknownTopicOrPartition)
+    );
+    b.stop().await;
+}

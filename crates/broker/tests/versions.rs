@@ -321,6 +321,43 @@ async fn every_advertised_version_of_every_api_is_answered() {
                     let r = c.send(&req, v).await;
                     assert_eq!(r.groups.len(), 1, "ConsumerGroupDescribe v{v}");
                 }
+                ApiKey::CreatePartitions => {
+                    let req = CreatePartitionsRequest::default().with_topics(vec![
+                        create_partitions_request::CreatePartitionsTopic::default()
+                            .with_name(name("vt"))
+                            .with_count(2 + i32::from(v))
+                            .with_assignments(None),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
+                }
+                ApiKey::AlterConfigs => {
+                    let req = AlterConfigsRequest::default().with_resources(vec![
+                        alter_configs_request::AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("vt"))
+                            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                                .with_name(StrBytes::from_static_str("retention.ms"))
+                                .with_value(Some(StrBytes::from_static_str("100000")))]),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.responses[0].error_code, 0, "AlterConfigs v{v}");
+                }
+                ApiKey::IncrementalAlterConfigs => {
+                    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                        incremental_alter_configs_request::AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("vt"))
+                            .with_configs(vec![
+                                incremental_alter_configs_request::AlterableConfig::default()
+                                    .with_name(StrBytes::from_static_str("segment.ms"))
+                                    .with_config_operation(0)
+                                    .with_value(Some(StrBytes::from_static_str("100000"))),
+                            ]),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}");
+                }
                 other => panic!("{other:?} is advertised but this test does not cover it"),
             }
             checked += 1;

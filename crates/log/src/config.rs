@@ -14,7 +14,8 @@ pub enum TimestampType {
 }
 
 /// Topic-level log settings (Kafka's `segment.bytes`, `segment.ms`, `index.interval.bytes`,
-/// `segment.index.bytes`, `flush.messages`, `flush.ms`, `message.timestamp.type`).
+/// `segment.index.bytes`, `flush.messages`, `flush.ms`, `message.timestamp.type`), and the
+/// broker's `producer.id.expiration.ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// Roll a new segment before the active one would exceed this size. Default 1 GiB.
@@ -33,6 +34,9 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// Default `CreateTime`.
     pub timestamp_type: TimestampType,
+    /// A producer's idempotence state is dropped once it has not appended for this long
+    /// (Kafka's broker setting `producer.id.expiration.ms`). Default 1 day.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -45,6 +49,7 @@ impl Default for LogConfig {
             flush_messages: u64::MAX,
             flush_ms: i64::MAX,
             timestamp_type: TimestampType::CreateTime,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -77,6 +82,12 @@ impl LogConfig {
         }
         if self.flush_messages < 1 {
             return bad("flush_messages must be at least 1".into());
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return bad(format!(
+                "producer_id_expiration_ms {} must be at least 1",
+                self.producer_id_expiration_ms
+            ));
         }
         if self.flush_ms < 0 {
             return bad(format!("flush_ms {} must not be negative", self.flush_ms));
@@ -123,6 +134,10 @@ mod tests {
             },
             LogConfig {
                 segment_ms: 0,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                producer_id_expiration_ms: 0,
                 ..LogConfig::default()
             },
         ];

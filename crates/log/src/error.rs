@@ -53,6 +53,33 @@ pub enum LogError {
     /// Kafka: `FENCED_LEADER_EPOCH`.
     #[error("leader epoch {epoch} is older than the log's latest epoch {latest_epoch}")]
     StaleLeaderEpoch { epoch: i32, latest_epoch: i32 },
+    /// A batch of an idempotent (or transactional) producer carries an epoch older than the
+    /// producer's current epoch in this partition: a fenced "zombie" producer. Nothing of the
+    /// record set was appended. Kafka: `INVALID_PRODUCER_EPOCH` (47).
+    #[error(
+        "producer {producer_id} epoch {epoch} is older than its current epoch {current_epoch}"
+    )]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    /// A batch of an idempotent (or transactional) producer does not continue the producer's
+    /// sequence (a gap, a batch older than the retained ones, a first batch or a new epoch not
+    /// starting at 0). Nothing of the record set was appended.
+    /// Kafka: `OUT_OF_ORDER_SEQUENCE_NUMBER` (45).
+    #[error(
+        "out of order sequence number for producer {producer_id} epoch {epoch}: \
+         {sequence}, expected {expected_sequence}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        /// The batch's base sequence.
+        sequence: i32,
+        /// The sequence the producer's next batch must start with.
+        expected_sequence: i32,
+    },
     /// An earlier fsync or unrecoverable write failed; the log serves nothing until it is
     /// reopened (recovery then re-reads what is really on disk). Kafka: `KAFKA_STORAGE_ERROR`.
     #[error("log {dir} has failed and is unusable until reopened: {reason}")]

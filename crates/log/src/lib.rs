@@ -39,11 +39,20 @@
 //!   disk contents lead to truncation or a [`LogError::Corrupt`], never to a panic; `assert!`s
 //!   guard only in-memory invariants.
 //!
+//! - **Idempotent producers' batches are stored once.** Every non-control batch with a producer
+//!   id is checked against the partition's producer state ([`producer_state`]) before offsets
+//!   are assigned; a retry of one of the producer's last 5 batches is answered with the
+//!   original offsets and not written; the state changes only with the log end offset. It is
+//!   rebuilt at open from the latest snapshot at or below the recovered log end plus the batch
+//!   headers after it, so it always matches the log that recovery kept.
+//!
 //! # Not yet
 //!
 //! Retention and DeleteRecords (moving the log start offset, deleting old segments), log
-//! compaction, producer-state snapshots, follower appends and truncation. The log start offset
-//! is already real, persisted state (`log-start-offset-checkpoint`) so those can move it.
+//! compaction, follower appends and truncation, and transactions (ongoing transactions, the
+//! last stable offset, aborted-transaction indexes, markers updating producer state). The log
+//! start offset is already real, persisted state (`log-start-offset-checkpoint`) so those can
+//! move it.
 
 mod checkpoint;
 pub mod config;
@@ -51,6 +60,7 @@ mod epoch;
 pub mod error;
 mod index;
 pub mod partition_log;
+pub mod producer_state;
 mod recovery;
 mod segment;
 pub mod storage;
@@ -59,4 +69,7 @@ pub mod testing;
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
 pub use partition_log::{AppendInfo, PartitionLog, ReadResult, TimestampOffset};
+pub use producer_state::{
+    ProducerSnapshotView, BATCHES_RETAINED_PER_PRODUCER, PRODUCERS_PER_PARTITION_MAX,
+};
 pub use storage::{FsStorage, OpenMode, Storage, StorageFile};

@@ -4,13 +4,13 @@
 //!
 //! All state sits behind one mutex (`inner`), held only for short critical sections: copying
 //! a snapshot (a segment's shared file handles, committed size and index entry counts), and
-//! an append's planning and commit. No data I/O happens under it except a segment roll and
-//! the rare leader epoch checkpoint.
+//! an append's planning and commit. No data I/O happens under it except a segment roll (with
+//! its producer-state snapshot) and the rare leader epoch checkpoint.
 //!
-//! - Appends are serialized by `append_lock`. An append plans under `inner` (offsets, roll,
-//!   index entries), releases it, writes the record set (one `pwrite`) and the index entries
-//!   past the committed lengths, then takes `inner` again to commit the new lengths and log
-//!   end offset.
+//! - Appends are serialized by `append_lock`. An append plans under `inner` (producer checks,
+//!   offsets, roll, index entries), releases it, writes the record set (one `pwrite`) and the
+//!   index entries past the committed lengths, then takes `inner` again to commit the new
+//!   lengths, log end offset and producer state.
 //! - Reads and lookups copy a snapshot under `inner` and read without it, never past the
 //!   committed lengths of their snapshot, and a read returns nothing at or past the log end
 //!   offset of its start. Committed bytes are never rewritten while the log is open, so a
@@ -31,10 +31,27 @@
 //! <dir>/00000000000000001234.log        next segment, base offset 1234 ...
 //! <dir>/leader-epoch-checkpoint         leader epoch cache (Kafka's text format)
 //! <dir>/log-start-offset-checkpoint     log start offset ("0\n<offset>\n")
+//! <dir>/00000000000000001234.snapshot   producer state as of offset 1234 (at most 2 kept)
 //! <dir>/clean-shutdown                  present only between close() and the next open()
 //! ```
+//!
+//! # Idempotent producers
+//!
+//! Every batch with a producer id (not a control batch) is checked against the partition's
+//! producer state ([`crate::producer_state`], Kafka's `ProducerStateManager`) under `inner`
+//! before offsets are assigned: a stale epoch is [`LogError::InvalidProducerEpoch`], a gap (or
+//! a non-zero first sequence after an epoch bump) is [`LogError::OutOfOrderSequence`] — a
+//! producer without state may start anywhere, as in Kafka — and a retry of one of the
+//! producer's last 5 batches is answered with the original offsets
+//! ([`AppendInfo::duplicate`]) and not written. The new state is committed together with the
+//! log end offset, so an append that fails leaves it unchanged.
+//!
+//! The state is snapshotted (`<offset>.snapshot`, written atomically) when a segment rolls and
+//! at close. Open loads the latest readable snapshot at or below the recovered log end offset
+//! and replays the batch headers after it, so the state always matches the recovered log,
+//! after a clean shutdown or a crash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,9 +65,13 @@ use crate::config::{LogConfig, TimestampType};
 use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
 use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::producer_state::{
+    snapshot_file_name, BatchProducer, Plan, ProducerSnapshotView, ProducerStates,
+    SNAPSHOTS_RETAINED,
+};
 use crate::recovery::{
-    list_or_create, load_epoch_checkpoint, load_log_start_checkpoint, load_segments,
-    remove_leftovers,
+    list_or_create, load_epoch_checkpoint, load_log_start_checkpoint, load_producer_state,
+    load_segments, remove_leftovers,
 };
 use crate::segment::{
     self, BatchAt, ChunkReader, Segment, SegmentFiles, SegmentSnapshot, LOG_SUFFIX,
@@ -79,8 +100,14 @@ pub struct AppendInfo {
     pub max_timestamp_ms: i64,
     /// Base offset of the first batch carrying `max_timestamp_ms` (-1 if none).
     pub offset_of_max_timestamp: i64,
+    /// Batches written (for a duplicate: batches recognised as duplicates).
     pub batch_count: u32,
+    /// Bytes written (0 for a duplicate).
     pub size_bytes: u64,
+    /// The record set repeats batches already in the log (an idempotent producer's retry):
+    /// nothing was written, and `base_offset`/`last_offset` are those of the original batches,
+    /// `max_timestamp_ms` the original's max timestamp (Kafka answers a duplicate so).
+    pub duplicate: bool,
 }
 
 /// What [`PartitionLog::read`] returns.
@@ -125,6 +152,10 @@ struct Inner {
     /// `now_ms` of the oldest append not yet fsynced.
     oldest_unflushed_append_ms: Option<i64>,
     epochs: LeaderEpochCache,
+    /// Idempotent producers' state as of `log_end_offset`.
+    producers: ProducerStates,
+    /// Offsets of the producer-state snapshot files in the directory.
+    snapshots: BTreeSet<i64>,
 }
 
 impl Inner {
@@ -168,9 +199,11 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
-/// The layout of a record set: `(position, size_bytes)` of each batch, and the offsets it spans.
+/// The layout of a record set: `(position, size_bytes)` and producer fields of each batch, and
+/// the offsets it spans.
 struct Layout {
     batches: Vec<(usize, usize)>,
+    producers: Vec<BatchProducer>,
     offset_count: i64,
 }
 
@@ -257,12 +290,21 @@ impl PartitionLog {
             )
             .map_err(step_error)?;
         }
+        let (producers, snapshots) = load_producer_state(
+            &*storage,
+            &dir,
+            &listing.snapshots,
+            &segments,
+            log_end_offset,
+            now_ms,
+        )?;
         if clean_shutdown {
             storage
                 .remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))
                 .map_err(|e| LogError::io("remove", dir.join(CLEAN_SHUTDOWN_FILE), e))?;
         }
-        // Makes the marker's removal, and any index file recovery created, durable.
+        // Makes the marker's removal, any index file recovery created, and the removal of
+        // snapshots of a truncated history durable.
         storage
             .sync_dir(&dir)
             .map_err(|e| LogError::io("fsync directory", &dir, e))?;
@@ -292,6 +334,8 @@ impl PartitionLog {
                 flushed_offset: log_end_offset,
                 oldest_unflushed_append_ms: None,
                 epochs,
+                producers,
+                snapshots,
             }),
             append_lock: Mutex::new(()),
             flush_lock: Mutex::new(()),
@@ -314,15 +358,25 @@ impl PartitionLog {
     /// first if needed, writes the whole record set with one write, adds index entries, and
     /// fsyncs if `flush_messages` offsets are unflushed.
     ///
-    /// On a full disk the log is left as before (nothing visible, log end offset unchanged)
-    /// and stays usable. Any other write failure, and any fsync failure, turns the log failed.
+    /// Batches of idempotent and transactional producers (`producer_id >= 0`, not control
+    /// batches) are first checked against the producer state, each against the state the
+    /// earlier ones leave, all or nothing: [`LogError::InvalidProducerEpoch`] for an epoch
+    /// older than the producer's, [`LogError::OutOfOrderSequence`] for a sequence that does not
+    /// follow the producer's last one (or is not 0 for an unknown producer or a bumped epoch).
+    /// If the first batch repeats one of the producer's last 5 batches, the record set is a
+    /// retry: nothing is written and the original offsets are returned with
+    /// [`AppendInfo::duplicate`] set.
+    ///
+    /// On a full disk the log is left as before (nothing visible, log end offset unchanged,
+    /// producer state unchanged) and stays usable. Any other write failure, and any fsync
+    /// failure, turns the log failed.
     pub fn append(
         &self,
         records: &mut [u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let layout = layout_of(records)?;
+        let mut layout = layout_of(records)?;
         let set_bytes = records.len() as u64;
         if set_bytes > self.config.segment_bytes {
             return Err(LogError::RecordSetTooLarge {
@@ -358,6 +412,52 @@ impl PartitionLog {
         if last_offset == i64::MAX {
             return Err(overflow);
         }
+
+        inner
+            .producers
+            .expire(now_ms, self.config.producer_id_expiration_ms);
+        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            // What the stamped batches will carry (and a reopen will read back).
+            for p in &mut layout.producers {
+                p.max_timestamp_ms = now_ms;
+            }
+        }
+        let staged = match inner.producers.plan(&layout.producers, base_offset)? {
+            Plan::Append(staged) => staged,
+            Plan::Duplicate {
+                first,
+                last,
+                batch_count,
+            } => {
+                debug!(
+                    dir = %self.dir.display(),
+                    base_offset = first.first_offset,
+                    last_offset = last.last_offset,
+                    "duplicate batch from an idempotent producer; not appended"
+                );
+                let (max_timestamp_ms, offset_of_max_timestamp) =
+                    if last.max_timestamp_ms > first.max_timestamp_ms {
+                        (last.max_timestamp_ms, last.first_offset)
+                    } else {
+                        (first.max_timestamp_ms, first.first_offset)
+                    };
+                return Ok(AppendInfo {
+                    base_offset: first.first_offset,
+                    last_offset: last.last_offset,
+                    log_append_time_ms: match self.config.timestamp_type {
+                        // The stored batch carries its append time as max timestamp.
+                        TimestampType::LogAppendTime => first.max_timestamp_ms,
+                        TimestampType::CreateTime => -1,
+                    },
+                    log_start_offset: inner.log_start_offset,
+                    max_timestamp_ms,
+                    offset_of_max_timestamp,
+                    batch_count,
+                    size_bytes: 0,
+                    duplicate: true,
+                });
+            }
+        };
 
         let batch_count = layout.batches.len() as u64;
         if self.should_roll(inner.active(), set_bytes, batch_count, last_offset, now_ms) {
@@ -469,6 +569,7 @@ impl PartitionLog {
         inner.log_end_offset = last_offset + 1;
         inner.size_bytes += set_bytes;
         inner.oldest_unflushed_append_ms.get_or_insert(now_ms);
+        inner.producers.commit(staged, now_ms);
 
         let (mut max_timestamp_ms, mut offset_of_max_timestamp) = (-1i64, -1i64);
         for s in &stamped {
@@ -489,6 +590,7 @@ impl PartitionLog {
             offset_of_max_timestamp,
             batch_count: stamped.len() as u32,
             size_bytes: set_bytes,
+            duplicate: false,
         };
         let unflushed = (inner.log_end_offset - inner.flushed_offset) as u64;
         drop(guard);
@@ -784,6 +886,26 @@ impl PartitionLog {
         inner.epochs.end_offset_for(epoch, inner.log_end_offset)
     }
 
+    /// The idempotence state of `producer_id` in this partition, if it has any.
+    pub fn producer_state(&self, producer_id: i64) -> Option<ProducerSnapshotView> {
+        self.lock().producers.view(producer_id)
+    }
+
+    /// Producers whose idempotence state this partition keeps (at most
+    /// [`PRODUCERS_PER_PARTITION_MAX`](crate::producer_state::PRODUCERS_PER_PARTITION_MAX)).
+    pub fn active_producers(&self) -> usize {
+        self.lock().producers.len()
+    }
+
+    /// Drops the state of producers that have not appended for `producer_id_expiration_ms`
+    /// before `now_ms` (Kafka's `producer.id.expiration.check.interval.ms` timer calls this;
+    /// appends also do it). Returns how many were dropped.
+    pub fn expire_producers(&self, now_ms: i64) -> usize {
+        self.lock()
+            .producers
+            .expire(now_ms, self.config.producer_id_expiration_ms)
+    }
+
     /// The leader epoch cache: `(epoch, start_offset)` pairs, oldest first.
     pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
         self.lock()
@@ -1001,6 +1123,9 @@ impl PartitionLog {
         if inner.flushed_offset >= inner.log_end_offset {
             inner.oldest_unflushed_append_ms = None;
         }
+        // The state as of the new segment's base offset, as Kafka snapshots at a roll: an open
+        // after a crash replays only from here.
+        self.snapshot_producers(inner);
         debug!(dir = %self.dir.display(), base_offset = new_base_offset, "rolled a new segment");
         Ok(())
     }
@@ -1049,6 +1174,51 @@ impl PartitionLog {
             ),
         }
         LogError::io(op, path, error)
+    }
+
+    /// Writes the producer-state snapshot as of the log end offset (atomically: temporary file,
+    /// fsync, rename, directory fsync) and deletes all but the newest [`SNAPSHOTS_RETAINED`]
+    /// snapshots. Called with the log end offset at a batch boundary whose batches are durable
+    /// (a roll or close just synced them). A failure is logged, not returned: a missing
+    /// snapshot only makes the next open replay more of the log, and an old one left behind
+    /// describes the same history.
+    fn snapshot_producers(&self, inner: &mut Inner) {
+        let offset = inner.log_end_offset;
+        let bytes = inner.producers.encode_snapshot(offset);
+        let name = snapshot_file_name(offset);
+        if let Err(e) = checkpoint::write_atomic(&*self.storage, &self.dir, &name, &bytes) {
+            warn!(
+                dir = %self.dir.display(),
+                snapshot_offset = offset,
+                op = e.op,
+                path = %e.path.display(),
+                error = %e.source,
+                "could not write a producer state snapshot; the next open replays more of the log"
+            );
+            return;
+        }
+        inner.snapshots.insert(offset);
+        // Bounded by the number of snapshot files.
+        while inner.snapshots.len() > SNAPSHOTS_RETAINED {
+            let oldest = *inner
+                .snapshots
+                .first()
+                .expect("more than SNAPSHOTS_RETAINED");
+            let path = self.dir.join(snapshot_file_name(oldest));
+            match self.storage.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "could not remove an old producer state snapshot"
+                    );
+                    break;
+                }
+            }
+            inner.snapshots.remove(&oldest);
+        }
     }
 
     /// fsyncs the active segment's `.log` without holding `inner` during the fsync.
@@ -1102,6 +1272,7 @@ impl PartitionLog {
             &epochs,
         )
         .map_err(step_error)?;
+        self.snapshot_producers(inner);
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         let file = self
             .storage
@@ -1205,6 +1376,7 @@ fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
     }
     let mut layout = Layout {
         batches: Vec::new(),
+        producers: Vec::new(),
         offset_count: 0,
     };
     let mut position = 0usize;
@@ -1217,6 +1389,14 @@ fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
             }));
         }
         layout.batches.push((position, view.size_bytes()));
+        layout.producers.push(BatchProducer {
+            producer_id: view.producer_id(),
+            producer_epoch: view.producer_epoch(),
+            base_sequence: view.base_sequence(),
+            last_offset_delta: view.last_offset_delta(),
+            is_control: view.is_control(),
+            max_timestamp_ms: view.max_timestamp(),
+        });
         layout.offset_count += i64::from(view.last_offset_delta()) + 1;
         position += view.size_bytes();
     }

@@ -9,11 +9,15 @@
 //! - any segment whose batches after the last offset index entry do not parse, or that does
 //!   not end exactly where the next segment begins.
 //!
+//! Then the idempotent producers' state is loaded: the latest snapshot at or below the
+//! recovered log end offset, plus a walk of the batch headers after it
+//! ([`load_producer_state`]).
+//!
 //! Rolled segments were fsynced when rolled, so only the active one can hold torn bytes after
 //! a crash; a cut in an older segment means damage, and (as Kafka does) the segments after it
 //! are removed, since keeping them would leave a hole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,10 +30,14 @@ use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
 use crate::partition_log::{
     CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_CHECKPOINT_FILE, LOG_START_OFFSET_CHECKPOINT_FILE,
 };
+use crate::producer_state::{
+    parse_snapshot_file_name, snapshot_file_name, ProducerStates, PRODUCERS_PER_PARTITION_MAX,
+};
 use crate::segment::{
     self, Segment, SegmentFileKind, SegmentFiles, LOG_SUFFIX, OFFSET_INDEX_SUFFIX,
     TIME_INDEX_SUFFIX,
 };
+use crate::segment::{BatchHeader, ChunkReader, HeaderAt, SCAN_CHUNK_BYTES};
 use crate::storage::{OpenMode, Storage};
 
 /// What is in a partition directory.
@@ -44,6 +52,8 @@ const KNOWN_OTHER_FILES: [&str; 3] = [
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
     pub clean_shutdown: bool,
+    /// Offsets of the producer-state snapshot files.
+    pub snapshots: BTreeSet<i64>,
     /// Base offset → which of its files exist (log, offset index, time index).
     segments: BTreeMap<i64, [bool; 3]>,
     tmp_files: Vec<String>,
@@ -75,6 +85,8 @@ pub(crate) fn list_or_create(storage: &dyn Storage, dir: &Path) -> Result<Listin
             listing.clean_shutdown = true;
         } else if name.ends_with(TMP_SUFFIX) {
             listing.tmp_files.push(name.to_string());
+        } else if let Some(offset) = parse_snapshot_file_name(name) {
+            listing.snapshots.insert(offset);
         } else if let Some((base_offset, kind)) = segment::parse_file_name(name) {
             let slot = match kind {
                 SegmentFileKind::Log => 0,
@@ -409,4 +421,161 @@ fn check_without_scan(
             offset_of_max_timestamp,
         },
     )))
+}
+
+/// The producer state of a recovered log ending at `log_end_offset`, and the snapshot files
+/// kept. Kafka's approach: snapshots past the log end describe data the log no longer holds
+/// and are deleted; the latest readable snapshot at or below the log end is loaded (a damaged
+/// one is logged and deleted, and the next older one tried); then the batch headers from that
+/// offset to the log end are replayed (from the first segment if no snapshot is usable).
+/// Producers replayed from the log count as seen at `now_ms`.
+///
+/// Deletions are made durable by the caller's directory fsync, before anything is appended:
+/// a deleted snapshot from a truncated history must not come back.
+pub(crate) fn load_producer_state(
+    storage: &dyn Storage,
+    dir: &Path,
+    snapshots: &BTreeSet<i64>,
+    segments: &BTreeMap<i64, Segment>,
+    log_end_offset: i64,
+    now_ms: i64,
+) -> Result<(ProducerStates, BTreeSet<i64>), LogError> {
+    let remove = |offset: i64| -> Result<(), LogError> {
+        let path = dir.join(snapshot_file_name(offset));
+        match storage.remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LogError::io("remove", path, e)),
+        }
+    };
+    for &offset in snapshots.range(log_end_offset.saturating_add(1)..) {
+        warn!(
+            dir = %dir.display(),
+            snapshot_offset = offset,
+            log_end_offset,
+            "removing a producer state snapshot past the log end"
+        );
+        remove(offset)?;
+    }
+    let mut kept = BTreeSet::new();
+    let mut loaded: Option<(i64, ProducerStates)> = None;
+    for &offset in snapshots.range(..=log_end_offset).rev() {
+        if loaded.is_some() {
+            kept.insert(offset);
+            continue;
+        }
+        let path = dir.join(snapshot_file_name(offset));
+        let bytes = match checkpoint::read_small(storage, &path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "ignoring an unreadable producer state snapshot"
+                );
+                kept.insert(offset);
+                continue;
+            }
+        };
+        match ProducerStates::decode_snapshot(&bytes, offset, PRODUCERS_PER_PARTITION_MAX) {
+            Ok(states) => {
+                kept.insert(offset);
+                loaded = Some((offset, states));
+            }
+            Err(reason) => {
+                warn!(
+                    path = %path.display(),
+                    %reason,
+                    "removing a damaged producer state snapshot"
+                );
+                remove(offset)?;
+            }
+        }
+    }
+    let first_base_offset = segments.keys().next().copied().unwrap_or(log_end_offset);
+    let (from_offset, mut states) = match loaded {
+        Some((offset, states)) => (offset.max(first_base_offset), states),
+        None => (first_base_offset, ProducerStates::default()),
+    };
+    let replayed = replay_batches(&mut states, segments, from_offset, now_ms)?;
+    info!(
+        dir = %dir.display(),
+        snapshot_offset = ?kept.last(),
+        replayed_from = from_offset,
+        replayed_batches = replayed,
+        producers = states.len(),
+        "loaded producer state"
+    );
+    Ok((states, kept))
+}
+
+/// Applies the headers of every batch at or after `from_offset` (a batch boundary) to
+/// `states`, reading headers only. Returns the number of batches read. The segments were
+/// recovered, so the walk should not fail; if a header does not parse, the rest of that
+/// segment is skipped (logged) and its producers' state may be incomplete.
+fn replay_batches(
+    states: &mut ProducerStates,
+    segments: &BTreeMap<i64, Segment>,
+    from_offset: i64,
+    seen_ms: i64,
+) -> Result<u64, LogError> {
+    let mut replayed = 0u64;
+    for segment in segments.values() {
+        if segment.next_offset <= from_offset || segment.size_bytes == 0 {
+            continue;
+        }
+        let files = &segment.files;
+        let mut position = 0u64;
+        if segment.base_offset < from_offset {
+            let entry = index::lookup::<OffsetEntry>(
+                &*files.offset_index,
+                segment.index.offset_entries,
+                from_offset - segment.base_offset,
+            )
+            .map_err(|e| LogError::io("read", files.log_path.with_extension("index"), e))?;
+            if let Some(e) = entry {
+                position = u64::from(e.position);
+            }
+        }
+        let mut reader = ChunkReader::new(&*files.log, segment.size_bytes, SCAN_CHUNK_BYTES);
+        let mut expected_offset: Option<i64> = None;
+        // Bounded: every iteration consumes a whole batch or leaves the loop.
+        loop {
+            let header: BatchHeader = match reader
+                .header_at(position)
+                .map_err(|e| LogError::io("read", &files.log_path, e))?
+            {
+                HeaderAt::End => break,
+                HeaderAt::Header(h) => h,
+                HeaderAt::Bad(reason) => {
+                    error!(
+                        segment = %files.log_path.display(),
+                        position,
+                        %reason,
+                        "batch header does not parse; producer state may miss the rest of \
+                         this segment"
+                    );
+                    break;
+                }
+            };
+            if expected_offset.is_some_and(|o| o != header.base_offset) {
+                error!(
+                    segment = %files.log_path.display(),
+                    position,
+                    base_offset = header.base_offset,
+                    "batch offsets not contiguous; producer state may miss the rest of this \
+                     segment"
+                );
+                break;
+            }
+            expected_offset = Some(header.last_offset() + 1);
+            if header.base_offset >= from_offset {
+                states.replay(&header.producer, header.base_offset, seen_ms);
+                replayed += 1;
+            }
+            position += header.size_bytes;
+        }
+    }
+    Ok(replayed)
 }

@@ -10,9 +10,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use runnel_model::batch::{BatchError, BatchView, BATCH_HEADER_BYTES};
+use runnel_model::batch::{BatchError, BatchView, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES};
 
 use crate::index::{IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::producer_state::BatchProducer;
 use crate::storage::StorageFile;
 
 pub(crate) const LOG_SUFFIX: &str = ".log";
@@ -156,6 +157,31 @@ impl<'f> ChunkReader<'f> {
         Ok(())
     }
 
+    /// The header of the batch starting at `pos`, reading only the header (the batch must
+    /// end by the readable end).
+    pub(crate) fn header_at(&mut self, pos: u64) -> io::Result<HeaderAt> {
+        if pos >= self.end {
+            return Ok(HeaderAt::End);
+        }
+        let available = self.end - pos;
+        if available < BATCH_HEADER_BYTES as u64 {
+            return Ok(HeaderAt::Bad(format!(
+                "{available} bytes at the end, short of a batch header"
+            )));
+        }
+        self.fill(pos, BATCH_HEADER_BYTES)?;
+        let start = (pos - self.buf_start) as usize;
+        let bytes = &self.buf[start..start + BATCH_HEADER_BYTES];
+        Ok(match BatchHeader::parse(bytes) {
+            Ok(h) if h.size_bytes <= available => HeaderAt::Header(h),
+            Ok(h) => HeaderAt::Bad(format!(
+                "batch of {} bytes crosses the end ({available} bytes left)",
+                h.size_bytes
+            )),
+            Err(reason) => HeaderAt::Bad(reason),
+        })
+    }
+
     /// The batch starting at `pos`.
     pub(crate) fn batch_at(&mut self, pos: u64) -> io::Result<BatchAt<'_>> {
         if pos >= self.end {
@@ -185,6 +211,62 @@ impl<'f> ChunkReader<'f> {
             Err(e) => BatchAt::Bad(e),
         })
     }
+}
+
+/// The fixed header fields of a batch, read without the batch's records (the producer-state
+/// rebuild walks headers only). Offsets as in `runnel_model::batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchHeader {
+    pub base_offset: i64,
+    pub size_bytes: u64,
+    pub producer: BatchProducer,
+}
+
+impl BatchHeader {
+    /// Parses the first [`BATCH_HEADER_BYTES`] of `bytes`.
+    fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < BATCH_HEADER_BYTES {
+            return Err(format!("{} bytes, short of a batch header", bytes.len()));
+        }
+        let i16_at = |at: usize| i16::from_be_bytes([bytes[at], bytes[at + 1]]);
+        let i32_at = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4"));
+        let i64_at = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8"));
+        let batch_length = i32_at(8);
+        if batch_length < (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES) as i32 {
+            return Err(format!("invalid batch length {batch_length}"));
+        }
+        let magic = bytes[16] as i8;
+        if magic != 2 {
+            return Err(format!("unsupported magic {magic}"));
+        }
+        let last_offset_delta = i32_at(23);
+        if last_offset_delta < 0 {
+            return Err(format!("negative last offset delta {last_offset_delta}"));
+        }
+        Ok(BatchHeader {
+            base_offset: i64_at(0),
+            size_bytes: BATCH_LOG_OVERHEAD_BYTES as u64 + batch_length as u64,
+            producer: BatchProducer {
+                producer_id: i64_at(43),
+                producer_epoch: i16_at(51),
+                base_sequence: i32_at(53),
+                last_offset_delta,
+                is_control: i16_at(21) & 0x20 != 0,
+                max_timestamp_ms: i64_at(35),
+            },
+        })
+    }
+
+    pub(crate) fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.producer.last_offset_delta)
+    }
+}
+
+/// The batch header at a position, as seen by [`ChunkReader::header_at`].
+pub(crate) enum HeaderAt {
+    End,
+    Header(BatchHeader),
+    Bad(String),
 }
 
 /// The outcome of scanning a segment's `.log` batch by batch (recovery).
@@ -403,6 +485,45 @@ mod tests {
         assert_eq!(out.next_offset, 15);
         assert!(out.stopped.is_some());
         assert_eq!(out.epoch_starts, vec![(0, 10)]);
+    }
+
+    #[test]
+    fn given_batches_when_walking_headers_should_read_the_producer_fields_and_stop_at_damage() {
+        let mut bytes = crate::testing::producer_batch(7, 2, 40, 3, 1_234);
+        runnel_model::batch::BatchHeaderMut::new(&mut bytes)
+            .unwrap()
+            .set_base_offset(10);
+        let first_len = bytes.len() as u64;
+        bytes.extend_from_slice(&simple_batch(13, 2));
+        let valid = bytes.len() as u64;
+        bytes.extend_from_slice(&simple_batch(15, 1)[..30]);
+        let (_d, file) = file_with(&bytes);
+        let mut reader = ChunkReader::new(&*file, bytes.len() as u64, 64);
+        let HeaderAt::Header(h) = reader.header_at(0).unwrap() else {
+            panic!("first header")
+        };
+        assert_eq!(
+            (h.base_offset, h.last_offset(), h.size_bytes),
+            (10, 12, first_len)
+        );
+        assert_eq!(
+            h.producer,
+            BatchProducer {
+                producer_id: 7,
+                producer_epoch: 2,
+                base_sequence: 40,
+                last_offset_delta: 2,
+                is_control: false,
+                max_timestamp_ms: 1_234,
+            }
+        );
+        let HeaderAt::Header(h) = reader.header_at(first_len).unwrap() else {
+            panic!("second header")
+        };
+        assert_eq!((h.base_offset, h.producer.producer_id), (13, -1));
+        assert!(matches!(reader.header_at(valid).unwrap(), HeaderAt::Bad(_)));
+        let mut reader = ChunkReader::new(&*file, valid, 64);
+        assert!(matches!(reader.header_at(valid).unwrap(), HeaderAt::End));
     }
 
     #[test]

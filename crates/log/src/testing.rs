@@ -1,5 +1,6 @@
-//! Test support: [`FaultyStorage`], a [`Storage`] wrapper that injects disk faults, and
-//! [`storage_conformance`], the checks every [`Storage`] implementation must pass.
+//! Test support: [`FaultyStorage`], a [`Storage`] wrapper that injects disk faults,
+//! [`storage_conformance`], the checks every [`Storage`] implementation must pass, and batch
+//! builders for idempotent producers ([`producer_batch`], [`set_producer`]).
 //!
 //! Compiled into the crate (no feature flag) so the broker's and other crates' tests can use
 //! them too. Nothing here is used by the log itself.
@@ -385,4 +386,104 @@ pub fn storage_conformance(storage: &dyn Storage, root: &Path) {
         "listing a removed directory is NotFound"
     );
     storage.remove_dir_all(&dir).unwrap();
+}
+
+/// Batch header offsets the helpers below rewrite (see `runnel_model::batch`).
+const OFF_CRC: usize = 17;
+const OFF_ATTRIBUTES: usize = 21;
+const OFF_LAST_OFFSET_DELTA: usize = 23;
+const OFF_PRODUCER_ID: usize = 43;
+const OFF_PRODUCER_EPOCH: usize = 51;
+const OFF_BASE_SEQUENCE: usize = 53;
+/// Attribute bit of a transactional batch.
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
+/// Attribute bit of a control batch.
+pub const ATTR_CONTROL: i16 = 0x20;
+
+/// Recomputes the CRC-32C of the single batch `batch` (bytes 21.. stored at 17..21).
+pub fn recompute_crc(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[OFF_ATTRIBUTES..]);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets the producer id, epoch and base sequence of the single batch `batch`, and its CRC.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2]
+        .copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    recompute_crc(batch);
+}
+
+/// Sets (`on`) or clears the attribute `bits` ([`ATTR_TRANSACTIONAL`], [`ATTR_CONTROL`]) of the
+/// single batch `batch`, and its CRC.
+pub fn set_attribute_bits(batch: &mut [u8], bits: i16, on: bool) {
+    let at = OFF_ATTRIBUTES;
+    let mut attributes = i16::from_be_bytes([batch[at], batch[at + 1]]);
+    if on {
+        attributes |= bits;
+    } else {
+        attributes &= !bits;
+    }
+    batch[at..at + 2].copy_from_slice(&attributes.to_be_bytes());
+    recompute_crc(batch);
+}
+
+/// Overwrites the last offset delta of the single batch `batch` (not its record count), and
+/// its CRC: a batch that spans `delta + 1` offsets and sequences without holding that many
+/// records, for tests that need huge sequence ranges. The log accepts it (it trusts the
+/// caller's validation of record counts); a producer would never send it.
+pub fn set_last_offset_delta(batch: &mut [u8], delta: i32) {
+    batch[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4].copy_from_slice(&delta.to_be_bytes());
+    recompute_crc(batch);
+}
+
+/// A valid batch of `records` small records from producer `producer_id` at `producer_epoch`,
+/// starting at `base_sequence`, timestamped `timestamp_ms`.
+pub fn producer_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    records: usize,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let values: Vec<Vec<u8>> = (0..records)
+        .map(|i| {
+            format!(
+                "p{producer_id}e{producer_epoch}s{}",
+                i64::from(base_sequence) + i as i64
+            )
+            .into_bytes()
+        })
+        .collect();
+    let kvs: Vec<runnel_model::batch::testing::KeyValue<'_>> =
+        values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    let mut batch = runnel_model::batch::testing::build_batch(0, timestamp_ms, &kvs);
+    set_producer(&mut batch, producer_id, producer_epoch, base_sequence);
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runnel_model::batch::{validate_record_set, BatchView};
+
+    #[test]
+    fn given_producer_batch_should_be_valid_and_carry_the_fields() {
+        let mut b = producer_batch(42, 3, 7, 4, 1_000);
+        validate_record_set(&b).unwrap();
+        let v = BatchView::parse(&b).unwrap();
+        assert_eq!(
+            (v.producer_id(), v.producer_epoch(), v.base_sequence()),
+            (42, 3, 7)
+        );
+        set_attribute_bits(&mut b, ATTR_TRANSACTIONAL, true);
+        let v = BatchView::parse(&b).unwrap();
+        assert!(v.is_transactional() && !v.is_control());
+        v.verify_crc().unwrap();
+        set_last_offset_delta(&mut b, 100);
+        let v = BatchView::parse(&b).unwrap();
+        assert_eq!(v.last_offset_delta(), 100);
+        v.verify_crc().unwrap();
+    }
 }

@@ -439,6 +439,153 @@ pub fn alter_topic_configs(
         .collect())
 }
 
+/// Grows a topic to `new_total` partitions (CreatePartitions). Partitions are only ever
+/// added; the new ones get `assignments` (one replica list per new partition) or are placed
+/// on `node_ids`. Kafka's messages and codes: INVALID_PARTITIONS when the count does not grow
+/// or is too large, INVALID_REPLICA_ASSIGNMENT for a wrong assignment.
+pub fn create_partitions(
+    image: &MetadataImage,
+    topic: &str,
+    new_total: i32,
+    assignments: Option<&[Vec<i32>]>,
+    node_ids: &[i32],
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let Some(existing) = image.topic_by_name(topic) else {
+        return Err(ControllerError::UnknownTopicOrPartition(
+            "This server does not host this topic-partition.".into(),
+        ));
+    };
+    let current = existing.partition_count() as i32;
+    if new_total < current {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "The topic {topic} currently has {current} partition(s); {new_total} would not be an increase."
+        )));
+    }
+    if new_total == current {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "Topic already has {current} partition(s)."
+        )));
+    }
+    let added = new_total - current;
+    if added > MAX_PARTITIONS_PER_CREATE {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "Adding {added} partitions exceeds the limit of {MAX_PARTITIONS_PER_CREATE} per request."
+        )));
+    }
+    let replication_factor = existing.replication_factor().max(1);
+    let mut nodes: Vec<i32> = node_ids.to_vec();
+    nodes.sort_unstable();
+    nodes.dedup();
+    if nodes.len() < replication_factor {
+        return Err(ControllerError::InvalidReplicationFactor(format!(
+            "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.",
+            nodes.len()
+        )));
+    }
+    if let Some(a) = assignments {
+        if a.len() != added as usize {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
+                a.len()
+            )));
+        }
+    }
+    let mut records = Vec::with_capacity(added as usize);
+    for i in 0..added {
+        let index = current + i;
+        let replicas: Vec<i32> = match assignments {
+            Some(a) => {
+                let r = &a[i as usize];
+                let mut unique = r.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                if r.is_empty() || unique.len() != r.len() {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!(
+                        "The manual partition assignment includes an empty or duplicate replica list for partition {index}."
+                    )));
+                }
+                if let Some(unknown) = r.iter().find(|b| !nodes.contains(b)) {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!(
+                        "The manual partition assignment includes broker {unknown}, but no such broker is registered."
+                    )));
+                }
+                r.clone()
+            }
+            None => (0..replication_factor)
+                .map(|k| nodes[(index as usize + k) % nodes.len()])
+                .collect(),
+        };
+        records.push(MetadataRecord::Partition {
+            topic_id: existing.topic_id(),
+            partition: index,
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        });
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod create_partitions_tests {
+    use super::*;
+
+    fn image_with(topic: &str, partitions: i32) -> MetadataImage {
+        let mut image = MetadataImage::new("c");
+        let request = CreateTopic {
+            name: topic,
+            num_partitions: partitions,
+            replication_factor: 1,
+            assignments: &[],
+            configs: &[],
+        };
+        let defaults = TopicDefaults {
+            num_partitions: 1,
+            replication_factor: 1,
+        };
+        let records = create_topic(&image, &request, &defaults, &[1], Uuid::from_u128(7)).unwrap();
+        for r in &records {
+            image.apply(r).unwrap();
+        }
+        image
+    }
+
+    #[test]
+    fn given_topic_when_grown_should_add_only_the_new_partitions() {
+        let mut image = image_with("t", 2);
+        let records = create_partitions(&image, "t", 5, None, &[1]).unwrap();
+        assert_eq!(records.len(), 3);
+        for r in &records {
+            image.apply(r).unwrap();
+        }
+        assert_eq!(image.topic_by_name("t").unwrap().partition_count(), 5);
+    }
+
+    #[test]
+    fn kafka_rules_for_create_partitions() {
+        let image = image_with("t", 2);
+        // (topic, new total, assignments, expected Kafka error code)
+        type Case<'a> = (&'a str, i32, Option<Vec<Vec<i32>>>, i16);
+        let cases: Vec<Case> = vec![
+            ("t", 2, None, 37),
+            ("t", 1, None, 37),
+            ("nope", 3, None, 3),
+            ("t", 4, Some(vec![vec![1]]), 39),
+            ("t", 3, Some(vec![vec![9]]), 39),
+            ("t", 3, Some(vec![vec![1, 1]]), 39),
+            ("t", 2 + MAX_PARTITIONS_PER_CREATE + 1, None, 37),
+        ];
+        for (topic, total, assignments, code) in cases {
+            let err =
+                create_partitions(&image, topic, total, assignments.as_deref(), &[1]).unwrap_err();
+            assert_eq!(err.kafka_error_code(), code, "{topic} {total}: {err}");
+        }
+        assert!(create_partitions(&image, "t", 3, Some(&[vec![1]]), &[1]).is_ok());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,20 +12,9 @@ use runnel_protocol::VersionRange;
 
 use super::describe_configs::topic_config_entries;
 use super::sb;
-use crate::errors::KafkaError;
-use crate::state::{Broker, MetadataChangeError, TopicSpec};
+use crate::state::{Broker, TopicSpec};
 
 pub const VERSIONS: VersionRange = VersionRange::new(2, 7);
-
-fn change_error(e: &MetadataChangeError) -> KafkaError {
-    match e {
-        MetadataChangeError::Controller(c) => KafkaError::from(c),
-        MetadataChangeError::Log(l) => KafkaError::from(l),
-        MetadataChangeError::Store(s) => {
-            KafkaError::with_message(ResponseError::KafkaStorageError, s.clone())
-        }
-    }
-}
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -119,7 +108,7 @@ pub async fn handle(
                 r
             }
             Err(e) => {
-                let err = change_error(&e);
+                let err = super::metadata_change_error(&e);
                 base.with_error_code(err.code())
                     .with_error_message(err.message.as_deref().map(sb))
                     .with_num_partitions(-1)

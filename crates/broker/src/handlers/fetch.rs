@@ -31,6 +31,8 @@ struct PartitionResult {
     key: PartitionKey,
     data: PartitionData,
     has_news: bool,
+    /// What goes into the topic's bytes-out counter if this result is sent.
+    sent: Option<(runnel_metrics::TopicMetrics, u64)>,
 }
 
 /// Checks the client's view of the leader epoch against ours (KIP-320).
@@ -73,6 +75,7 @@ fn read_partition(
             key: key.clone(),
             data,
             has_news: true,
+            sent: None,
         }
     };
     let Some(topic) = topic else {
@@ -103,6 +106,7 @@ fn read_partition(
             key: key.clone(),
             data,
             has_news: false,
+            sent: None,
         };
     }
     // KIP-74: the first batch of the response is returned even if larger than the limits.
@@ -115,6 +119,7 @@ fn read_partition(
     ) {
         Ok(read) => {
             let n = read.bytes.len();
+
             *bytes_left -= n as i64;
             if n > 0 {
                 *response_has_records = true;
@@ -124,6 +129,7 @@ fn read_partition(
                 key: key.clone(),
                 data,
                 has_news: n > 0,
+                sent: (n > 0).then(|| (topic.metrics.clone(), n as u64)),
             }
         }
         Err(e @ LogError::OffsetOutOfRange { .. }) => fail(data, KafkaError::from(&e)),
@@ -246,6 +252,9 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         {
             break results;
         }
+        let _waiting = broker
+            .metrics
+            .enter_purgatory(runnel_metrics::Purgatory::Fetch);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
@@ -256,6 +265,9 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
     {
         let mut sessions = broker.fetch_sessions.lock().expect("fetch sessions lock");
         for r in results {
+            if let Some((metrics, bytes)) = &r.sent {
+                metrics.bytes_out(*bytes, 0);
+            }
             let sent = PartitionSent {
                 high_watermark: r.data.high_watermark,
                 last_stable_offset: r.data.last_stable_offset,

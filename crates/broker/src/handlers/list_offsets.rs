@@ -19,6 +19,36 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
+/// Within the batch starting at `batch_offset`, the first record whose timestamp satisfies
+/// `wanted` (Kafka answers record offsets, not batch offsets). Compressed batches are
+/// decompressed here; this is a lookup path, not the produce or fetch path.
+fn record_in_batch(
+    partition: &crate::state::Partition,
+    batch_offset: i64,
+    high_watermark: i64,
+    wanted: impl Fn(i64) -> bool,
+) -> Result<Option<(i64, i64)>, KafkaError> {
+    let read = partition
+        .log
+        .read(batch_offset, 1, high_watermark, true)
+        .map_err(|e| KafkaError::from(&e))?;
+    let Some(Ok(view)) = runnel_model::batch::Batches::new(&read.bytes).next() else {
+        return Ok(None);
+    };
+    let log_append_time = view.is_log_append_time().then(|| view.max_timestamp());
+    let mut bytes = bytes::Bytes::copy_from_slice(view.as_bytes());
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
+        KafkaError::with_message(
+            ResponseError::KafkaStorageError,
+            format!("stored batch does not decode: {e}"),
+        )
+    })?;
+    Ok(set.records.iter().find_map(|r| {
+        let ts = log_append_time.unwrap_or(r.timestamp);
+        wanted(ts).then_some((ts, r.offset))
+    }))
+}
+
 fn lookup(
     broker: &Broker,
     topic: &str,
@@ -41,14 +71,24 @@ fn lookup(
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => (-1, log.log_start_offset(), epoch),
         LATEST_TIERED_TIMESTAMP => (-1, -1, -1),
         MAX_TIMESTAMP => match log.max_timestamp_offset() {
-            Some(t) if t.offset < hw => (t.timestamp_ms, t.offset, epoch),
+            Some(t) if t.offset < hw => {
+                match record_in_batch(partition, t.offset, hw, |ts| ts == t.timestamp_ms)? {
+                    Some((ts, offset)) => (ts, offset, epoch),
+                    None => (t.timestamp_ms, t.offset, epoch),
+                }
+            }
             _ => (-1, -1, -1),
         },
-        ts if ts >= 0 => match log
-            .offset_for_timestamp(ts)
+        target if target >= 0 => match log
+            .offset_for_timestamp(target)
             .map_err(|e| KafkaError::from(&e))?
         {
-            Some(t) if t.offset < hw => (t.timestamp_ms, t.offset, epoch),
+            Some(t) if t.offset < hw => {
+                match record_in_batch(partition, t.offset, hw, |ts| ts >= target)? {
+                    Some((ts, offset)) => (ts, offset, epoch),
+                    None => (t.timestamp_ms, t.offset, epoch),
+                }
+            }
             _ => (-1, -1, -1),
         },
         other => {

@@ -12,9 +12,11 @@ use runnel_group::shard::RequestContext;
 
 use crate::state::Broker;
 
+mod alter_configs;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
@@ -25,6 +27,7 @@ mod fetch;
 mod find_coordinator;
 mod group_routing;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -55,6 +58,12 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::AlterConfigs, alter_configs::VERSIONS),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        incremental_alter_configs::VERSIONS,
+    ),
     (ApiKey::JoinGroup, join_group::VERSIONS),
     (ApiKey::SyncGroup, sync_group::VERSIONS),
     (ApiKey::Heartbeat, heartbeat::VERSIONS),
@@ -121,6 +130,11 @@ pub async fn dispatch(
         }
         RequestKind::DescribeConfigs(r) => describe_configs::handle(broker, r, v).into(),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(broker, r, v).into(),
+        RequestKind::CreatePartitions(r) => create_partitions::handle(broker, r, v).await.into(),
+        RequestKind::AlterConfigs(r) => alter_configs::handle(broker, r, v).await.into(),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            incremental_alter_configs::handle(broker, r, v).await.into()
+        }
         RequestKind::InitProducerId(r) => init_producer_id::handle(broker, r, v).await.into(),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(broker, r, v).await.into(),
         RequestKind::JoinGroup(r) => join_group::handle(broker, ctx, r, v).await.into(),
@@ -147,6 +161,60 @@ pub async fn dispatch(
             let _ = other;
             Reply::NoResponse
         }
+    }
+}
+
+/// Whether a response reports an error, for the per-API error counter. Looks at top-level
+/// codes and, for the data-path APIs, at partition codes.
+pub(crate) fn has_error(r: &ResponseKind) -> bool {
+    match r {
+        ResponseKind::Produce(r) => r
+            .responses
+            .iter()
+            .any(|t| t.partition_responses.iter().any(|p| p.error_code != 0)),
+        ResponseKind::Fetch(r) => {
+            r.error_code != 0
+                || r.responses
+                    .iter()
+                    .any(|t| t.partitions.iter().any(|p| p.error_code != 0))
+        }
+        ResponseKind::ListOffsets(r) => r
+            .topics
+            .iter()
+            .any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
+        ResponseKind::Metadata(r) => r.topics.iter().any(|t| t.error_code != 0),
+        ResponseKind::OffsetCommit(r) => r
+            .topics
+            .iter()
+            .any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
+        ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code != 0),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code != 0),
+        ResponseKind::ApiVersions(r) => r.error_code != 0,
+        ResponseKind::JoinGroup(r) => r.error_code != 0,
+        ResponseKind::SyncGroup(r) => r.error_code != 0,
+        ResponseKind::Heartbeat(r) => r.error_code != 0,
+        ResponseKind::LeaveGroup(r) => r.error_code != 0,
+        ResponseKind::FindCoordinator(r) => {
+            r.error_code != 0 || r.coordinators.iter().any(|c| c.error_code != 0)
+        }
+        ResponseKind::InitProducerId(r) => r.error_code != 0,
+        ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code != 0,
+        _ => false,
+    }
+}
+
+/// The Kafka error for a failed metadata change.
+pub(crate) fn metadata_change_error(
+    e: &crate::state::MetadataChangeError,
+) -> crate::errors::KafkaError {
+    use crate::state::MetadataChangeError as M;
+    match e {
+        M::Controller(c) => crate::errors::KafkaError::from(c),
+        M::Log(l) => crate::errors::KafkaError::from(l),
+        M::Store(s) => crate::errors::KafkaError::with_message(
+            kafka_protocol::ResponseError::KafkaStorageError,
+            s.clone(),
+        ),
     }
 }
 

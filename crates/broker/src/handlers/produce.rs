@@ -14,7 +14,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use runnel_log::TimestampType;
-use runnel_model::batch::validate_record_set;
+use runnel_model::batch::{validate_record_set, Batches};
 use runnel_protocol::VersionRange;
 use tracing::{debug, error};
 
@@ -32,6 +32,33 @@ fn error_response(index: i32, err: &KafkaError) -> PartitionProduceResponse {
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
         .with_error_message(err.message.as_deref().map(sb))
+}
+
+/// Kafka's checks of what only a broker may write: control batches come from coordinators,
+/// an idempotent batch needs a sequence, and transactional batches need a transaction (not
+/// supported yet).
+fn check_client_batches(records: &[u8]) -> Result<(), KafkaError> {
+    for batch in Batches::new(records).flatten() {
+        if batch.is_control() {
+            return Err(KafkaError::with_message(
+                ResponseError::InvalidRecord,
+                "control batches cannot be produced by clients",
+            ));
+        }
+        if batch.producer_id() >= 0 && batch.base_sequence() < 0 {
+            return Err(KafkaError::with_message(
+                ResponseError::InvalidRecord,
+                "an idempotent batch needs a base sequence",
+            ));
+        }
+        if batch.is_transactional() {
+            return Err(KafkaError::with_message(
+                ResponseError::InvalidTxnState,
+                "transactions are not supported yet",
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn resolve_topic(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicState>, KafkaError> {
@@ -88,6 +115,9 @@ fn append_partition(
             ),
         );
     }
+    if let Err(e) = check_client_batches(&records) {
+        return error_response(index, &e);
+    }
     // The request buffer is shared with the other fields decoded from it, so the batches
     // are copied once into a buffer of their own before offsets are written into them.
     let mut owned = BytesMut::from(&records[..]);
@@ -96,8 +126,15 @@ fn append_partition(
         .append(&mut owned, partition.leader_epoch, now_ms())
     {
         Ok(info) => {
-            partition.advance_high_watermark(info.last_offset + 1);
-            broker.data_arrived.notify_waiters();
+            // A retried batch of an idempotent producer is acknowledged with its original
+            // offsets; nothing new was written.
+            if !info.duplicate {
+                partition.advance_high_watermark(info.last_offset + 1);
+                broker.data_arrived.notify_waiters();
+                topic
+                    .metrics
+                    .bytes_in(summary.total_bytes as u64, summary.offset_count as u64);
+            }
             let log_append_time_ms = match topic.settings.timestamp_type {
                 TimestampType::LogAppendTime => info.log_append_time_ms,
                 TimestampType::CreateTime => -1,
@@ -116,8 +153,13 @@ fn append_partition(
             r
         }
         Err(e) => {
-            error!(topic = %topic.name, partition = index, error = %e, "append failed");
-            error_response(index, &KafkaError::from(&e))
+            let err = KafkaError::from(&e);
+            if err.code == ResponseError::KafkaStorageError {
+                error!(topic = %topic.name, partition = index, error = %e, "append failed");
+            } else {
+                debug!(topic = %topic.name, partition = index, error = %e, "append refused");
+            }
+            error_response(index, &err)
         }
     }
 }

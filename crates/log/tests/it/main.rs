@@ -6,4 +6,6 @@ mod common;
 mod conformance;
 mod faults;
 mod model;
+mod producer;
+mod producer_model;
 mod recovery;

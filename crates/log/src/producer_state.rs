@@ -1,0 +1,829 @@
+//! Idempotent-producer state of one partition, with Kafka's semantics (`ProducerStateManager`,
+//! `ProducerAppendInfo.checkProducerEpoch` / `checkSequence`, `ProducerStateEntry`; KIP-98
+//! idempotence, KIP-360 epoch bumps).
+//!
+//! For every producer id seen in the partition the state keeps its epoch and the metadata of
+//! its last [`BATCHES_RETAINED_PER_PRODUCER`] batches (sequence range, offsets, max timestamp).
+//! An append is checked against it batch by batch ([`ProducerStates::plan`]): a stale epoch is
+//! fenced, a retried batch is recognised as a duplicate, a gap in the sequence is refused. The
+//! result is staged and committed only once the record set is in the log.
+//!
+//! The state is bounded: at most [`PRODUCERS_PER_PARTITION_MAX`] producers (the least
+//! recently used one is evicted beyond it), and producers idle for `producer_id_expiration_ms`
+//! are expired.
+//!
+//! # Snapshot format
+//!
+//! `<offset, 20 digits>.snapshot` holds the state as of `offset` (every batch below it
+//! applied, none at or after it). Big-endian:
+//!
+//! ```text
+//! magic       4   "RNPS"
+//! version     u16 1
+//! crc         u32 CRC-32C of everything after this field
+//! offset      i64 the offset the state is taken at (equals the file name)
+//! count       u32 number of producers, at most PRODUCERS_PER_PARTITION_MAX
+//! count × producer, least recently used first:
+//!   producer_id        i64
+//!   epoch              i16
+//!   last_timestamp_ms  i64   max timestamp of its last batch
+//!   last_seen_ms       i64   broker time of its last append (expiration clock)
+//!   batch_count        u8    1..=5
+//!   batch_count × batch, oldest first:
+//!     first_seq i32, last_seq i32, first_offset i64, last_offset i64, max_timestamp_ms i64
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+
+use crc32c::crc32c;
+use crate::error::LogError;
+
+/// Most producers whose state a partition keeps; beyond it the least recently used is evicted.
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 100_000;
+/// Batches remembered per producer for duplicate detection (Kafka's `NUM_BATCHES_TO_RETAIN`;
+/// producers keep at most 5 requests in flight per connection with idempotence).
+pub const BATCHES_RETAINED_PER_PRODUCER: usize = 5;
+/// Suffix of producer-state snapshot files.
+pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Snapshot files kept; older ones are deleted after a new one is written.
+pub(crate) const SNAPSHOTS_RETAINED: usize = 2;
+
+const SNAPSHOT_MAGIC: &[u8; 4] = b"RNPS";
+const SNAPSHOT_VERSION: u16 = 1;
+/// Bytes before the first producer: magic, version, crc, offset, count.
+const SNAPSHOT_HEADER_BYTES: usize = 4 + 2 + 4 + 8 + 4;
+/// Where the CRC-covered bytes start.
+const SNAPSHOT_CRC_START: usize = 10;
+const SNAPSHOT_PRODUCER_BYTES: usize = 8 + 2 + 8 + 8 + 1;
+const SNAPSHOT_BATCH_BYTES: usize = 4 + 4 + 8 + 8 + 8;
+/// Largest snapshot the state can produce.
+pub(crate) const SNAPSHOT_BYTES_MAX: usize = SNAPSHOT_HEADER_BYTES
+    + PRODUCERS_PER_PARTITION_MAX
+        * (SNAPSHOT_PRODUCER_BYTES + BATCHES_RETAINED_PER_PRODUCER * SNAPSHOT_BATCH_BYTES);
+const _: () = assert!(SNAPSHOT_BYTES_MAX as u64 <= crate::checkpoint::CHECKPOINT_BYTES_MAX);
+
+/// `00000000000000000042.snapshot` for offset 42.
+pub(crate) fn snapshot_file_name(offset: i64) -> String {
+    format!("{}{SNAPSHOT_SUFFIX}", crate::segment::file_stem(offset))
+}
+
+/// Parses `00000000000000000042.snapshot` into 42; `None` for any other name.
+pub(crate) fn parse_snapshot_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(SNAPSHOT_SUFFIX)?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// What tooling and tests can see of one producer's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSnapshotView {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Last sequence of the producer's last batch.
+    pub last_sequence: i32,
+    /// Last offset of the producer's last batch.
+    pub last_offset: i64,
+    /// Max timestamp of the producer's last batch.
+    pub last_timestamp_ms: i64,
+}
+
+/// The producer fields of one batch, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    /// Non-negative (checked by the callers before the state sees it).
+    pub last_offset_delta: i32,
+    pub is_control: bool,
+    pub max_timestamp_ms: i64,
+}
+
+impl BatchProducer {
+    /// Sequence-checked and tracked: has a producer id and is not a control batch.
+    pub(crate) fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0 && !self.is_control
+    }
+
+    /// Kafka's `lastSequence`: the base sequence plus the last offset delta, wrapping past
+    /// `i32::MAX` to 0.
+    pub(crate) fn last_sequence(&self) -> i32 {
+        increment_sequence(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// `sequence + increment`, wrapping past `i32::MAX` to 0 (Kafka's `incrementSequence`).
+pub(crate) fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    debug_assert!(increment >= 0);
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+/// True if `next` directly follows `last` (wrapping from `i32::MAX` to 0).
+fn in_sequence(last: i32, next: i32) -> bool {
+    i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
+}
+
+/// One retained batch of a producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct BatchMetadata {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp_ms: i64,
+}
+
+/// The last (at most) [`BATCHES_RETAINED_PER_PRODUCER`] batches, oldest first, inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Retained {
+    items: [BatchMetadata; BATCHES_RETAINED_PER_PRODUCER],
+    len: usize,
+}
+
+impl Retained {
+    const EMPTY: Retained = Retained {
+        items: [BatchMetadata {
+            first_seq: 0,
+            last_seq: 0,
+            first_offset: 0,
+            last_offset: 0,
+            max_timestamp_ms: 0,
+        }; BATCHES_RETAINED_PER_PRODUCER],
+        len: 0,
+    };
+
+    fn push(&mut self, batch: BatchMetadata) {
+        if self.len == BATCHES_RETAINED_PER_PRODUCER {
+            self.items.copy_within(1.., 0);
+            self.items[BATCHES_RETAINED_PER_PRODUCER - 1] = batch;
+        } else {
+            self.items[self.len] = batch;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[BatchMetadata] {
+        &self.items[..self.len]
+    }
+
+    fn last(&self) -> Option<&BatchMetadata> {
+        self.as_slice().last()
+    }
+}
+
+/// One producer's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProducerEntry {
+    epoch: i16,
+    batches: Retained,
+    last_timestamp_ms: i64,
+}
+
+impl ProducerEntry {
+    fn new(epoch: i16) -> Self {
+        ProducerEntry {
+            epoch,
+            batches: Retained::EMPTY,
+            last_timestamp_ms: -1,
+        }
+    }
+
+    /// Kafka's `addBatch`: a new epoch forgets the old epoch's batches.
+    fn add_batch(&mut self, epoch: i16, batch: BatchMetadata) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.batches = Retained::EMPTY;
+        }
+        self.batches.push(batch);
+        self.last_timestamp_ms = batch.max_timestamp_ms;
+    }
+
+    fn find_duplicate(&self, epoch: i16, first_seq: i32, last_seq: i32) -> Option<BatchMetadata> {
+        if epoch != self.epoch {
+            return None;
+        }
+        self.batches
+            .as_slice()
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+            .copied()
+    }
+}
+
+/// The outcome of checking one batch.
+enum Verdict {
+    Accept,
+    Duplicate(BatchMetadata),
+}
+
+/// Kafka's checks of a client's data batch against the producer's current state (`None`: no
+/// state). As in Kafka's non-transactional path, a producer without state (new, or expired
+/// after `producer.id.expiration.ms`, or evicted) may start at any sequence: a live producer
+/// that was idle longer than the expiration keeps working.
+fn check(
+    current: Option<&ProducerEntry>,
+    producer_id: i64,
+    batch: &BatchProducer,
+) -> Result<Verdict, LogError> {
+    let epoch = batch.producer_epoch;
+    let first_seq = batch.base_sequence;
+    let out_of_order = |expected_sequence| LogError::OutOfOrderSequence {
+        producer_id,
+        epoch,
+        sequence: first_seq,
+        expected_sequence,
+    };
+    let Some(entry) = current else {
+        return Ok(Verdict::Accept);
+    };
+    if epoch < entry.epoch {
+        return Err(LogError::InvalidProducerEpoch {
+            producer_id,
+            epoch,
+            current_epoch: entry.epoch,
+        });
+    }
+    if epoch > entry.epoch {
+        // KIP-360: a bumped epoch restarts the sequence at 0.
+        return if first_seq == 0 {
+            Ok(Verdict::Accept)
+        } else {
+            Err(out_of_order(0))
+        };
+    }
+    if let Some(original) = entry.find_duplicate(epoch, first_seq, batch.last_sequence()) {
+        return Ok(Verdict::Duplicate(original));
+    }
+    match entry.batches.last() {
+        Some(last) if in_sequence(last.last_seq, first_seq) => Ok(Verdict::Accept),
+        Some(last) => Err(out_of_order(increment_sequence(last.last_seq, 1))),
+        None if first_seq == 0 => Ok(Verdict::Accept),
+        None => Err(out_of_order(0)),
+    }
+}
+
+/// What [`ProducerStates::plan`] decided for a record set.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// Append it; commit the staged entries once it is in the log (nothing staged if the
+    /// record set has no idempotent batch).
+    Append(Staged),
+    /// Every batch was already appended: write nothing, answer with the originals' offsets.
+    Duplicate {
+        first: BatchMetadata,
+        last: BatchMetadata,
+        batch_count: u32,
+    },
+}
+
+/// The entries an append will leave, in the order the batches touched them.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    entries: Vec<(i64, ProducerEntry)>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: ProducerEntry,
+    /// Broker time of the last append (or of the open that replayed it): the expiration clock.
+    last_seen_ms: i64,
+    /// Position in the recency order (larger is more recent).
+    touch: u64,
+}
+
+/// All producers of a partition. Changed only under the log's lock.
+#[derive(Debug)]
+pub(crate) struct ProducerStates {
+    slots: HashMap<i64, Slot>,
+    /// `(last_seen_ms, touch, producer_id)` of every slot: the front is the least recently
+    /// used, which is also the first to expire.
+    recency: BTreeSet<(i64, u64, i64)>,
+    next_touch: u64,
+    max_producers: usize,
+}
+
+impl Default for ProducerStates {
+    fn default() -> Self {
+        ProducerStates::with_max(PRODUCERS_PER_PARTITION_MAX)
+    }
+}
+
+impl ProducerStates {
+    pub(crate) fn with_max(max_producers: usize) -> Self {
+        assert!(max_producers > 0);
+        ProducerStates {
+            slots: HashMap::new(),
+            recency: BTreeSet::new(),
+            next_touch: 0,
+            max_producers,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn view(&self, producer_id: i64) -> Option<ProducerSnapshotView> {
+        let slot = self.slots.get(&producer_id)?;
+        let last = slot.entry.batches.last()?;
+        Some(ProducerSnapshotView {
+            producer_id,
+            producer_epoch: slot.entry.epoch,
+            last_sequence: last.last_seq,
+            last_offset: last.last_offset,
+            last_timestamp_ms: slot.entry.last_timestamp_ms,
+        })
+    }
+
+    /// Checks a record set whose batches get offsets from `base_offset` on, each batch against
+    /// the state as the earlier ones leave it. All or nothing: an error leaves the state as it
+    /// was (nothing is changed before [`ProducerStates::commit`]). A record set whose first
+    /// batch is a duplicate is a duplicate request; then every batch must be a duplicate.
+    pub(crate) fn plan(
+        &self,
+        batches: &[BatchProducer],
+        base_offset: i64,
+    ) -> Result<Plan, LogError> {
+        let mut staged = Staged::default();
+        let mut staged_at: HashMap<i64, usize> = HashMap::new();
+        let mut duplicate: Option<(BatchMetadata, BatchMetadata, u32)> = None;
+        let mut next_offset = base_offset;
+        for (i, batch) in batches.iter().enumerate() {
+            let first_offset = next_offset;
+            let last_offset = first_offset + i64::from(batch.last_offset_delta);
+            next_offset = last_offset + 1;
+            let producer_id = batch.producer_id;
+            let idempotent = batch.is_idempotent();
+            if !idempotent && duplicate.is_none() {
+                continue;
+            }
+            let current = match staged_at.get(&producer_id) {
+                Some(&at) => Some(&staged.entries[at].1),
+                None => self.slots.get(&producer_id).map(|s| &s.entry),
+            };
+            let verdict = if idempotent {
+                check(current, producer_id, batch)?
+            } else {
+                Verdict::Accept
+            };
+            match (verdict, &mut duplicate) {
+                (Verdict::Duplicate(original), None) if i == 0 => {
+                    duplicate = Some((original, original, 1));
+                }
+                (Verdict::Duplicate(original), Some((_, last, count))) => {
+                    *last = original;
+                    *count += 1;
+                }
+                (Verdict::Accept, None) => {
+                    let metadata = BatchMetadata {
+                        first_seq: batch.base_sequence,
+                        last_seq: batch.last_sequence(),
+                        first_offset,
+                        last_offset,
+                        max_timestamp_ms: batch.max_timestamp_ms,
+                    };
+                    let mut entry = current
+                        .cloned()
+                        .unwrap_or_else(|| ProducerEntry::new(batch.producer_epoch));
+                    entry.add_batch(batch.producer_epoch, metadata);
+                    match staged_at.get(&producer_id) {
+                        Some(&at) => staged.entries[at].1 = entry,
+                        None => {
+                            staged_at.insert(producer_id, staged.entries.len());
+                            staged.entries.push((producer_id, entry));
+                        }
+                    }
+                }
+                // A retried batch after new ones, or a new batch after retried ones: a client
+                // sends one batch per partition, so this mix is refused rather than half
+                // written or half dropped.
+                (_, _) => {
+                    return Err(LogError::OutOfOrderSequence {
+                        producer_id,
+                        epoch: batch.producer_epoch,
+                        sequence: batch.base_sequence,
+                        expected_sequence: current
+                            .and_then(|e| e.batches.last())
+                            .map_or(0, |b| increment_sequence(b.last_seq, 1)),
+                    });
+                }
+            }
+        }
+        Ok(match duplicate {
+            Some((first, last, batch_count)) => Plan::Duplicate {
+                first,
+                last,
+                batch_count,
+            },
+            None => Plan::Append(staged),
+        })
+    }
+
+    /// Makes a planned append's entries current, as seen at `now_ms`, then evicts down to the
+    /// bound.
+    pub(crate) fn commit(&mut self, staged: Staged, now_ms: i64) {
+        for (producer_id, entry) in staged.entries {
+            self.put(producer_id, entry, now_ms);
+        }
+        self.evict_to_bound();
+    }
+
+    /// Applies a batch read back from the log (at open), without checks, as Kafka loads
+    /// producer state from the log. `seen_ms` starts the entry's expiration clock.
+    pub(crate) fn replay(&mut self, batch: &BatchProducer, first_offset: i64, seen_ms: i64) {
+        if !batch.is_idempotent() {
+            return;
+        }
+        let metadata = BatchMetadata {
+            first_seq: batch.base_sequence,
+            last_seq: batch.last_sequence(),
+            first_offset,
+            last_offset: first_offset + i64::from(batch.last_offset_delta),
+            max_timestamp_ms: batch.max_timestamp_ms,
+        };
+        let mut entry = self
+            .slots
+            .get(&batch.producer_id)
+            .map(|s| s.entry.clone())
+            .unwrap_or_else(|| ProducerEntry::new(batch.producer_epoch));
+        entry.add_batch(batch.producer_epoch, metadata);
+        self.put(batch.producer_id, entry, seen_ms);
+        self.evict_to_bound();
+    }
+
+    /// Removes producers last seen `expiration_ms` or longer before `now_ms`. Returns how many.
+    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let mut removed = 0;
+        // Bounded by the number of producers.
+        while let Some(&(last_seen_ms, _, producer_id)) = self.recency.first() {
+            if now_ms.saturating_sub(last_seen_ms) < expiration_ms {
+                break;
+            }
+            self.remove(producer_id);
+            removed += 1;
+        }
+        removed
+    }
+
+    fn put(&mut self, producer_id: i64, entry: ProducerEntry, seen_ms: i64) {
+        self.remove(producer_id);
+        let touch = self.next_touch;
+        self.next_touch += 1;
+        self.recency.insert((seen_ms, touch, producer_id));
+        self.slots.insert(
+            producer_id,
+            Slot {
+                entry,
+                last_seen_ms: seen_ms,
+                touch,
+            },
+        );
+    }
+
+    fn remove(&mut self, producer_id: i64) {
+        if let Some(old) = self.slots.remove(&producer_id) {
+            let removed = self
+                .recency
+                .remove(&(old.last_seen_ms, old.touch, producer_id));
+            assert!(removed, "every slot is in the recency order");
+        }
+    }
+
+    fn evict_to_bound(&mut self) {
+        // Bounded: each iteration removes one producer.
+        while self.slots.len() > self.max_producers {
+            let &(_, _, producer_id) = self.recency.first().expect("more slots than the bound");
+            self.remove(producer_id);
+        }
+        debug_assert_eq!(self.slots.len(), self.recency.len());
+    }
+
+    /// The snapshot of the state as of `offset` (see the module docs).
+    pub(crate) fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            SNAPSHOT_HEADER_BYTES
+                + self.slots.len() * (SNAPSHOT_PRODUCER_BYTES + 2 * SNAPSHOT_BATCH_BYTES),
+        );
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&offset.to_be_bytes());
+        out.extend_from_slice(&(self.slots.len() as u32).to_be_bytes());
+        for &(last_seen_ms, _, producer_id) in &self.recency {
+            let entry = &self.slots[&producer_id].entry;
+            out.extend_from_slice(&producer_id.to_be_bytes());
+            out.extend_from_slice(&entry.epoch.to_be_bytes());
+            out.extend_from_slice(&entry.last_timestamp_ms.to_be_bytes());
+            out.extend_from_slice(&last_seen_ms.to_be_bytes());
+            let batches = entry.batches.as_slice();
+            out.push(batches.len() as u8);
+            for b in batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.first_offset.to_be_bytes());
+                out.extend_from_slice(&b.last_offset.to_be_bytes());
+                out.extend_from_slice(&b.max_timestamp_ms.to_be_bytes());
+            }
+        }
+        let crc = crc32c(&out[SNAPSHOT_CRC_START..]);
+        out[6..10].copy_from_slice(&crc.to_be_bytes());
+        debug_assert!(out.len() <= SNAPSHOT_BYTES_MAX);
+        out
+    }
+
+    /// Reads a snapshot that must be the one taken at `offset`. Any damage or inconsistency is
+    /// reported as a reason, never a panic.
+    pub(crate) fn decode_snapshot(
+        bytes: &[u8],
+        offset: i64,
+        max_producers: usize,
+    ) -> Result<ProducerStates, String> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(4)? != SNAPSHOT_MAGIC {
+            return Err("not a producer state snapshot (bad magic)".into());
+        }
+        let version = r.u16()?;
+        if version != SNAPSHOT_VERSION {
+            return Err(format!("unknown snapshot version {version}"));
+        }
+        let stored_crc = r.u32()?;
+        let computed = crc32c(&bytes[SNAPSHOT_CRC_START..]);
+        if stored_crc != computed {
+            return Err(format!(
+                "crc mismatch: stored {stored_crc:#010x}, computed {computed:#010x}"
+            ));
+        }
+        let snapshot_offset = r.i64()?;
+        if snapshot_offset != offset {
+            return Err(format!(
+                "snapshot is of offset {snapshot_offset}, its name says {offset}"
+            ));
+        }
+        let count = r.u32()? as usize;
+        if count > max_producers {
+            return Err(format!(
+                "{count} producers, more than the bound {max_producers}"
+            ));
+        }
+        let mut states = ProducerStates::with_max(max_producers);
+        let mut previous_seen_ms = i64::MIN;
+        for _ in 0..count {
+            let producer_id = r.i64()?;
+            let epoch = r.i16()?;
+            let last_timestamp_ms = r.i64()?;
+            let last_seen_ms = r.i64()?;
+            let batch_count = usize::from(r.u8()?);
+            if producer_id < 0 {
+                return Err(format!("negative producer id {producer_id}"));
+            }
+            if !(1..=BATCHES_RETAINED_PER_PRODUCER).contains(&batch_count) {
+                return Err(format!("producer {producer_id} has {batch_count} batches"));
+            }
+            if last_seen_ms < previous_seen_ms {
+                return Err(format!("producer {producer_id} out of recency order"));
+            }
+            previous_seen_ms = last_seen_ms;
+            let mut entry = ProducerEntry::new(epoch);
+            let mut previous_last_offset = -1i64;
+            for _ in 0..batch_count {
+                let batch = BatchMetadata {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    first_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                    max_timestamp_ms: r.i64()?,
+                };
+                if batch.first_offset <= previous_last_offset
+                    || batch.last_offset < batch.first_offset
+                    || batch.last_offset >= offset
+                {
+                    return Err(format!(
+                        "producer {producer_id}: batch offsets {}..={} out of order \
+                         or not below {offset}",
+                        batch.first_offset, batch.last_offset
+                    ));
+                }
+                previous_last_offset = batch.last_offset;
+                entry.batches.push(batch);
+            }
+            entry.last_timestamp_ms = last_timestamp_ms;
+            if states.slots.contains_key(&producer_id) {
+                return Err(format!("producer {producer_id} appears twice"));
+            }
+            states.put(producer_id, entry, last_seen_ms);
+        }
+        if r.at != bytes.len() {
+            return Err(format!("{} trailing bytes", bytes.len() - r.at));
+        }
+        Ok(states)
+    }
+}
+
+/// Bounds-checked big-endian reads of a snapshot.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| format!("truncated at byte {}", self.at))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn i16(&mut self) -> Result<i16, String> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BatchProducer {
+        BatchProducer {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence,
+            last_offset_delta: records - 1,
+            is_control: false,
+            max_timestamp_ms: 1_000,
+        }
+    }
+
+    fn append(states: &mut ProducerStates, batches: &[BatchProducer], base_offset: i64) -> Plan {
+        let plan = states.plan(batches, base_offset).expect("accepted");
+        match plan {
+            Plan::Append(staged) => {
+                states.commit(staged, 0);
+                Plan::Append(Staged::default())
+            }
+            dup => dup,
+        }
+    }
+
+    #[test]
+    fn given_sequence_near_max_should_wrap_to_zero() {
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(increment_sequence(5, 0), 5);
+        assert!(in_sequence(i32::MAX, 0));
+        assert!(!in_sequence(i32::MAX, 1));
+        assert!(in_sequence(-1, 0));
+    }
+
+    #[test]
+    fn given_producer_at_max_sequence_when_next_batch_starts_at_zero_should_accept() {
+        let mut states = ProducerStates::default();
+        let mut entry = ProducerEntry::new(0);
+        entry.add_batch(
+            0,
+            BatchMetadata {
+                first_seq: i32::MAX - 2,
+                last_seq: i32::MAX,
+                first_offset: 0,
+                last_offset: 2,
+                max_timestamp_ms: 0,
+            },
+        );
+        states.put(7, entry, 0);
+        assert!(matches!(
+            states.plan(&[batch(7, 0, 1, 1)], 3),
+            Err(LogError::OutOfOrderSequence {
+                expected_sequence: 0,
+                ..
+            })
+        ));
+        // A batch spanning the wrap: MAX-2..=MAX already stored, then 0..=1.
+        append(&mut states, &[batch(7, 0, 0, 2)], 3);
+        assert_eq!(states.view(7).unwrap().last_sequence, 1);
+        assert!(matches!(
+            states.plan(&[batch(7, 0, i32::MAX - 2, 3)], 5),
+            Ok(Plan::Duplicate { .. })
+        ));
+    }
+
+    #[test]
+    fn given_more_than_five_batches_should_remember_only_the_last_five() {
+        let mut states = ProducerStates::default();
+        for i in 0..7 {
+            append(&mut states, &[batch(1, 0, i, 1)], i64::from(i));
+        }
+        for i in 2..7 {
+            assert!(
+                matches!(
+                    states.plan(&[batch(1, 0, i, 1)], 7),
+                    Ok(Plan::Duplicate { first, .. }) if first.first_offset == i64::from(i)
+                ),
+                "{i}"
+            );
+        }
+        for i in 0..2 {
+            assert!(matches!(
+                states.plan(&[batch(1, 0, i, 1)], 7),
+                Err(LogError::OutOfOrderSequence { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn given_bound_when_more_producers_should_evict_least_recently_used() {
+        let mut states = ProducerStates::with_max(3);
+        for pid in 0..3 {
+            append(&mut states, &[batch(pid, 0, 0, 1)], pid);
+        }
+        // Producer 0 is used again, so producer 1 is the least recently used.
+        append(&mut states, &[batch(0, 0, 1, 1)], 3);
+        append(&mut states, &[batch(9, 0, 0, 1)], 4);
+        assert_eq!(states.len(), 3);
+        assert!(states.view(1).is_none());
+        assert!(states.view(0).is_some() && states.view(2).is_some() && states.view(9).is_some());
+    }
+
+    #[test]
+    fn given_idle_producers_when_expired_should_remove_only_those() {
+        let mut states = ProducerStates::default();
+        let plan = states.plan(&[batch(1, 0, 0, 1)], 0).unwrap();
+        let Plan::Append(staged) = plan else { panic!() };
+        states.commit(staged, 1_000);
+        let plan = states.plan(&[batch(2, 0, 0, 1)], 1).unwrap();
+        let Plan::Append(staged) = plan else { panic!() };
+        states.commit(staged, 5_000);
+        assert_eq!(states.expire(10_999, 10_000), 0);
+        assert_eq!(states.expire(11_000, 10_000), 1);
+        assert!(states.view(1).is_none() && states.view(2).is_some());
+    }
+
+    #[test]
+    fn given_state_should_round_trip_through_a_snapshot_and_reject_damage() {
+        let mut states = ProducerStates::default();
+        for i in 0..7 {
+            append(&mut states, &[batch(1, 3, 2 * i, 2)], i64::from(i) * 2);
+        }
+        append(&mut states, &[batch(2, 0, 0, 1)], 14);
+        let bytes = states.encode_snapshot(15);
+        let back =
+            ProducerStates::decode_snapshot(&bytes, 15, PRODUCERS_PER_PARTITION_MAX).unwrap();
+        assert_eq!(back.len(), 2);
+        for pid in [1, 2] {
+            assert_eq!(back.slots[&pid].entry, states.slots[&pid].entry);
+        }
+        assert_eq!(back.encode_snapshot(15), bytes);
+        assert!(ProducerStates::decode_snapshot(&bytes, 16, PRODUCERS_PER_PARTITION_MAX).is_err());
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                ProducerStates::decode_snapshot(&bad, 15, PRODUCERS_PER_PARTITION_MAX).is_err(),
+                "flipped byte {i}"
+            );
+        }
+        for len in 0..bytes.len() {
+            assert!(ProducerStates::decode_snapshot(&bytes[..len], 15, 10).is_err());
+        }
+    }
+
+    #[test]
+    fn given_snapshot_names_should_parse_only_twenty_digits() {
+        assert_eq!(snapshot_file_name(42), "00000000000000000042.snapshot");
+        assert_eq!(
+            parse_snapshot_file_name("00000000000000000042.snapshot"),
+            Some(42)
+        );
+        assert_eq!(parse_snapshot_file_name("42.snapshot"), None);
+        assert_eq!(parse_snapshot_file_name("00000000000000000042.log"), None);
+        assert_eq!(
+            parse_snapshot_file_name("00000000000000000042.snapshot.tmp"),
+            None
+        );
+    }
+}
