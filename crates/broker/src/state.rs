@@ -59,6 +59,14 @@ pub enum MetadataChangeError {
 pub struct TopicSettings {
     pub max_message_bytes: usize,
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compacted: bool,
+    /// `retention.ms` (-1: none).
+    pub retention_ms: i64,
+    /// `retention.bytes` (-1: none).
+    pub retention_bytes: i64,
+    /// `cleanup.policy` includes `delete`.
+    pub delete_policy: bool,
     pub log: LogConfig,
 }
 
@@ -376,9 +384,14 @@ impl Broker {
             producer_id_expiration_ms: i64::from(self.config.producer_id_expiration_ms),
             timestamp_type,
         };
+        let policy = value("cleanup.policy").unwrap_or_else(|| "delete".into());
         TopicSettings {
             max_message_bytes: int("max.message.bytes", 1_048_588).max(0) as usize,
             timestamp_type,
+            compacted: policy.split(',').any(|p| p.trim() == "compact"),
+            delete_policy: policy.split(',').any(|p| p.trim() == "delete"),
+            retention_ms: int("retention.ms", 604_800_000),
+            retention_bytes: int("retention.bytes", -1),
             log,
         }
     }

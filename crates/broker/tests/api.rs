@@ -1051,3 +1051,39 @@ async fn create_partitions_only_grows_topics() {
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topic_refuses_records_without_a_key() {
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("compacted"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("cleanup.policy"))
+            .with_value(Some(StrBytes::from_static_str("compact")))])]);
+    assert_eq!(c.send(&req, 7).await.topics[0].error_code, 0);
+    let keyless = build_batch(
+        0,
+        0,
+        &[
+            (Some(b"k".as_slice()), Some(b"v".as_slice())),
+            (None, Some(b"v".as_slice())),
+        ],
+    );
+    assert_eq!(
+        produce(&mut c, "compacted", 0, keyless).await.0,
+        code(ResponseError::InvalidRecord)
+    );
+    let keyed = build_batch(
+        0,
+        0,
+        &[
+            (Some(b"k".as_slice()), Some(b"v".as_slice())),
+            (Some(b"k2".as_slice()), None),
+        ],
+    );
+    assert_eq!(produce(&mut c, "compacted", 0, keyed).await, (0, 0));
+    b.stop().await;
+}

@@ -61,6 +61,28 @@ fn check_client_batches(records: &[u8]) -> Result<(), KafkaError> {
     Ok(())
 }
 
+/// A compacted topic keeps the latest record per key, so a record without a key is refused
+/// (INVALID_RECORD), as Kafka does. This is the one produce check that decodes records (and
+/// decompresses them); it runs for compacted topics only.
+fn check_keys_for_compaction(records: &[u8]) -> Result<(), KafkaError> {
+    for batch in Batches::new(records).flatten() {
+        let mut bytes = bytes::Bytes::copy_from_slice(batch.as_bytes());
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
+            KafkaError::with_message(
+                ResponseError::CorruptMessage,
+                format!("batch does not decode: {e}"),
+            )
+        })?;
+        if set.records.iter().any(|r| r.key.is_none()) {
+            return Err(KafkaError::with_message(
+                ResponseError::InvalidRecord,
+                "Compacted topic cannot accept message without key.",
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn resolve_topic(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicState>, KafkaError> {
     if let Some(t) = broker.topic(name) {
         return Ok(t);
@@ -117,6 +139,11 @@ fn append_partition(
     }
     if let Err(e) = check_client_batches(&records) {
         return error_response(index, &e);
+    }
+    if topic.settings.compacted {
+        if let Err(e) = check_keys_for_compaction(&records) {
+            return error_response(index, &e);
+        }
     }
     // The request buffer is shared with the other fields decoded from it, so the batches
     // are copied once into a buffer of their own before offsets are written into them.
