@@ -10,6 +10,7 @@ mod errors;
 mod fetch_session;
 mod handlers;
 pub mod huge_alloc;
+mod limits;
 pub mod server;
 mod state;
 

@@ -80,8 +80,19 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match broker.connection_limiter.try_acquire(peer.ip()) {
+                        Ok(p) => p,
+                        Err(refused) => {
+                            // Dropping the stream closes it; the client retries with backoff.
+                            warn!(%peer, ?refused, "refusing connection: limit reached");
+                            continue;
+                        }
+                    };
                     let b = broker.clone();
-                    tokio::spawn(async move { serve_connection(b, stream, peer).await });
+                    tokio::spawn(async move {
+                        serve_connection(b, stream, peer).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: keep serving the connections we have.

@@ -140,6 +140,7 @@ pub struct Broker {
     pub fetch_sessions: Mutex<FetchSessionCache>,
     pub(crate) coordinators: crate::coordinator::GroupCoordinators,
     pub metrics: Arc<runnel_metrics::Metrics>,
+    pub(crate) connection_limiter: Arc<crate::limits::ConnectionLimiter>,
     /// Per API key, the metrics handle (looked up once, not per request).
     pub(crate) api_metrics: Vec<Option<runnel_metrics::ApiMetrics>>,
     /// `(next, end)` of the block of producer ids this broker hands out.
@@ -249,6 +250,10 @@ impl Broker {
                 config.max_incremental_fetch_session_cache_slots as usize,
             )),
             coordinators: Default::default(),
+            connection_limiter: crate::limits::ConnectionLimiter::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            ),
             api_metrics: crate::handlers::SUPPORTED.iter().fold(
                 vec![None; 128],
                 |mut v, (key, _)| {

@@ -1087,3 +1087,36 @@ async fn compacted_topic_refuses_records_without_a_key() {
     assert_eq!(produce(&mut c, "compacted", 0, keyed).await, (0, 0));
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_per_ip_are_closed_and_others_keep_working() {
+    let b = TestBroker::start_with(&[("max.connections.per.ip", "2")]).await;
+    let mut first = b.client().await;
+    let mut second = b.client().await;
+    first.send(&ApiVersionsRequest::default(), 3).await;
+    second.send(&ApiVersionsRequest::default(), 3).await;
+    let mut third = b.client().await;
+    assert!(
+        third.is_closed_by_broker().await,
+        "the third connection is refused"
+    );
+    first.send(&ApiVersionsRequest::default(), 3).await;
+    drop(second);
+    // Once a connection has gone, a new one is admitted (deadline-bounded: the broker notices
+    // the close asynchronously).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = b.client().await;
+        let (_, frame) = c.encode(&ApiVersionsRequest::default(), 3);
+        c.write_raw(&frame).await;
+        if c.read_frame().await.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a connection is admitted again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.stop().await;
+}
