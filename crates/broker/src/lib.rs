@@ -97,6 +97,20 @@ impl RunningBroker {
                 }
             }));
         }
+        info!(
+            node_id = config.node_id,
+            log_dirs = %config.log_dir.display(),
+            listeners = %config.listeners.iter().map(|l| l.host_port()).collect::<Vec<_>>().join(","),
+            advertised_listeners = %config.advertised_listeners.iter().map(|l| l.host_port()).collect::<Vec<_>>().join(","),
+            num_partitions = config.num_partitions,
+            auto_create_topics_enable = config.auto_create_topics_enable,
+            message_max_bytes = config.message_max_bytes,
+            log_segment_bytes = config.log_segment_bytes,
+            log_retention_ms = config.log_retention_ms,
+            log_flush_interval_messages = config.log_flush_interval_messages,
+            socket_request_max_bytes = config.socket_request_max_bytes,
+            "configuration"
+        );
         let listener = config.listener();
         let listeners = server::bind(&listener.host, listener.port).await?;
         let local_addrs: Vec<SocketAddr> = listeners
