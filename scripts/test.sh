@@ -126,7 +126,7 @@ if [[ $want_rust -eq 1 ]]; then
   log "cargo build --workspace --all-targets"
   cargo build --workspace --all-targets || { RESULTS+=("FAILED  cargo build --workspace --all-targets"); FAILED=1; summary; exit 1; }
   RESULTS+=("ok      cargo build --workspace --all-targets")
-  run_step "cargo test --workspace" cargo test --workspace
+  run_step "cargo test --workspace" cargo test --workspace --no-fail-fast
 elif [[ $want_python -eq 1 || $want_node -eq 1 ]]; then
   if [[ -z "${RUNNEL_BIN:-}" ]]; then
     log "cargo build -p runnel-cli"
