@@ -152,9 +152,11 @@ pub static BROKER_CONFIG_KEYS: &[BrokerConfigKey] = &[
     key("inter.broker.listener.name", Str, None, Any, IGNORED, STATIC, "Listener for traffic between brokers (checked, otherwise ignored: single node)."),
     key("listener.security.protocol.map", Str, Some(DEFAULT_SECURITY_PROTOCOL_MAP), Any, USED, DYNAMIC, "Security protocol of each listener name (only PLAINTEXT is supported yet)."),
     key("listeners", Str, Some(DEFAULT_LISTENERS), Any, USED, DYNAMIC, "Comma-separated NAME://host:port (or host:port) addresses to listen on; an empty host means all interfaces."),
-    key("log.cleaner.backoff.ms", Long, Some("15000"), AtLeast(0), IGNORED, DYNAMIC, "Sleep of the log cleaner when there is nothing to clean."),
+    key("log.cleaner.backoff.ms", Long, Some("15000"), AtLeast(0), USED, DYNAMIC, "Sleep of the log cleaner when there is nothing to clean."),
+    key("log.cleaner.dedupe.buffer.size", Long, Some("134217728"), AtLeast(0), USED, DYNAMIC, "Memory for the offset map of one clean."),
     key("log.cleaner.delete.retention.ms", Long, Some("86400000"), AtLeast(0), USED, DYNAMIC, "Default delete.retention.ms of topics."),
     key("log.cleaner.enable", Boolean, Some("true"), Any, USED, STATIC, "Run the log cleaner (needed for compacted topics)."),
+    key("log.cleaner.io.max.bytes.per.second", Double, Some("1.7976931348623157E308"), Any, USED, DYNAMIC, "Bytes per second the log cleaner reads and writes, at most."),
     key("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), AtLeast(1), USED, DYNAMIC, "Default max.compaction.lag.ms of topics."),
     key("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), DoubleBetween(0.0, 1.0), USED, DYNAMIC, "Default min.cleanable.dirty.ratio of topics."),
     key("log.cleaner.min.compaction.lag.ms", Long, Some("0"), AtLeast(0), USED, DYNAMIC, "Default min.compaction.lag.ms of topics."),
@@ -371,6 +373,9 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: i64,
     pub log_cleanup_policy: Vec<String>,
     pub log_cleaner_enable: bool,
+    pub log_cleaner_backoff_ms: i64,
+    pub log_cleaner_dedupe_buffer_size: i64,
+    pub log_cleaner_io_max_bytes_per_second: f64,
     pub log_flush_interval_messages: i64,
     /// `log.flush.interval.ms`, else `log.flush.scheduler.interval.ms`.
     pub log_flush_interval_ms: i64,
@@ -477,6 +482,12 @@ impl Resolver {
 
     fn i64(&self, name: &'static str) -> Result<i64, ConfigError> {
         self.opt_i64(name)?
+            .ok_or_else(|| ConfigError::invalid(name, "null", "a value is required"))
+    }
+
+    fn f64(&self, name: &'static str) -> Result<f64, ConfigError> {
+        self.value(name)?
+            .and_then(|v| v.as_f64())
             .ok_or_else(|| ConfigError::invalid(name, "null", "a value is required"))
     }
 
@@ -624,6 +635,9 @@ impl BrokerConfig {
             log_retention_check_interval_ms: r.i64("log.retention.check.interval.ms")?,
             log_cleanup_policy: r.list("log.cleanup.policy")?,
             log_cleaner_enable: r.bool("log.cleaner.enable")?,
+            log_cleaner_backoff_ms: r.i64("log.cleaner.backoff.ms")?,
+            log_cleaner_dedupe_buffer_size: r.i64("log.cleaner.dedupe.buffer.size")?,
+            log_cleaner_io_max_bytes_per_second: r.f64("log.cleaner.io.max.bytes.per.second")?,
             log_flush_interval_messages: r.i64("log.flush.interval.messages")?,
             log_flush_interval_ms,
             log_flush_scheduler_interval_ms,

@@ -154,6 +154,9 @@ impl RunningBroker {
             let mut tick = tokio::time::interval(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS));
             let mut expiry =
                 tokio::time::interval(Duration::from_millis(PRODUCER_EXPIRATION_CHECK_INTERVAL_MS));
+            let mut retention = tokio::time::interval(Duration::from_millis(
+                flusher.config.log_retention_check_interval_ms.max(1) as u64,
+            ));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
@@ -164,11 +167,34 @@ impl RunningBroker {
                         let b = flusher.clone();
                         let _ = tokio::task::spawn_blocking(move || b.expire_producers()).await;
                     }
+                    _ = retention.tick() => {
+                        let b = flusher.clone();
+                        let _ = tokio::task::spawn_blocking(move || b.retention_pass()).await;
+                    }
                     _ = shutdown.changed() => return,
                 }
             }
         }));
         ready.set(true);
+        // The cleaner has its own task: a long (throttled) clean delays nothing else.
+        if broker.config.log_cleaner_enable {
+            let cleaner = broker.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut shutdown = cleaner.shutdown_signal();
+                let mut tick = tokio::time::interval(Duration::from_millis(
+                    cleaner.config.log_cleaner_backoff_ms.max(1) as u64,
+                ));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let b = cleaner.clone();
+                            let _ = tokio::task::spawn_blocking(move || b.cleaner_pass()).await;
+                        }
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }));
+        }
         info!(
             listeners = ?local_addrs,
             admin = ?admin_addr,

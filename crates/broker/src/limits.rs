@@ -109,7 +109,9 @@ mod tests {
             Refused::Total { limit: 2 }
         );
         drop(a);
-        let _c = l.try_acquire(ip(3)).expect("admitted once a permit is gone");
+        let _c = l
+            .try_acquire(ip(3))
+            .expect("admitted once a permit is gone");
         assert_eq!(l.active(), 2);
     }
 }

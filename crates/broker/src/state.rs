@@ -67,6 +67,11 @@ pub struct TopicSettings {
     pub retention_bytes: i64,
     /// `cleanup.policy` includes `delete`.
     pub delete_policy: bool,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub file_delete_delay_ms: i64,
     pub log: LogConfig,
 }
 
@@ -397,6 +402,13 @@ impl Broker {
             delete_policy: policy.split(',').any(|p| p.trim() == "delete"),
             retention_ms: int("retention.ms", 604_800_000),
             retention_bytes: int("retention.bytes", -1),
+            delete_retention_ms: int("delete.retention.ms", 86_400_000),
+            min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: int("min.compaction.lag.ms", 0),
+            max_compaction_lag_ms: int("max.compaction.lag.ms", i64::MAX),
+            file_delete_delay_ms: int("file.delete.delay.ms", 60_000),
             log,
         }
     }
@@ -741,7 +753,15 @@ impl Broker {
         for p in topic.partitions() {
             let existing = old.as_ref().and_then(|t| t.partition(p.partition)).cloned();
             let partition = match existing {
-                Some(existing) => existing,
+                Some(existing) => {
+                    // Changed topic configs reach the open log without a restart.
+                    if existing.log.config() != settings.log {
+                        if let Err(e) = existing.log.update_config(settings.log.clone()) {
+                            warn!(topic = %name, partition = existing.index, error = %e, "cannot apply the new log config");
+                        }
+                    }
+                    existing
+                }
                 None => Arc::new(self.open_partition(name, topic.topic_id(), p, &settings)?),
             };
             partitions.push(partition);
@@ -810,6 +830,67 @@ impl Broker {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The retention pass (every `log.retention.check.interval.ms`): rolls segments older
+    /// than `segment.ms`, deletes segments past `retention.ms` / `retention.bytes` or below
+    /// the log start offset, and removes deleted files after `file.delete.delay.ms`.
+    pub fn retention_pass(&self) {
+        let now = now_ms();
+        for t in self.topics_snapshot() {
+            for p in &t.partitions {
+                let result = p.log.maybe_roll(now).and_then(|_| {
+                    if t.settings.delete_policy {
+                        let outcome = p.log.apply_retention(
+                            now,
+                            t.settings.retention_ms,
+                            t.settings.retention_bytes,
+                        )?;
+                        if outcome.deleted_segments > 0 {
+                            info!(topic = %t.name, partition = p.index, segments = outcome.deleted_segments,
+                                bytes = outcome.deleted_bytes, log_start_offset = p.log.log_start_offset(),
+                                "retention deleted segments");
+                        }
+                    }
+                    p.log.delete_expired_files(now, t.settings.file_delete_delay_ms)
+                });
+                if let Err(e) = result {
+                    tracing::error!(topic = %t.name, partition = p.index, error = %e, "retention failed");
+                }
+            }
+        }
+    }
+
+    /// The cleaner pass (every `log.cleaner.backoff.ms`): compacts the partitions of
+    /// compacted topics whose dirty ratio or compaction lag calls for it.
+    pub fn cleaner_pass(&self) {
+        let now = now_ms();
+        for t in self.topics_snapshot() {
+            if !t.settings.compacted {
+                continue;
+            }
+            let opts = runnel_log::CleanerOptions {
+                delete_retention_ms: t.settings.delete_retention_ms,
+                min_cleanable_dirty_ratio: t.settings.min_cleanable_dirty_ratio,
+                min_compaction_lag_ms: t.settings.min_compaction_lag_ms,
+                max_compaction_lag_ms: t.settings.max_compaction_lag_ms,
+                io_max_bytes_per_second: self.config.log_cleaner_io_max_bytes_per_second,
+                dedupe_buffer_bytes: self.config.log_cleaner_dedupe_buffer_size.max(1) as u64,
+                ..runnel_log::CleanerOptions::default()
+            };
+            for p in &t.partitions {
+                let result = p.log.needs_cleaning(now, &opts).and_then(|needed| {
+                    if needed {
+                        let stats = p.log.clean(now, &opts)?;
+                        info!(topic = %t.name, partition = p.index, ?stats, "cleaned");
+                    }
+                    Ok(())
+                });
+                if let Err(e) = result {
+                    tracing::error!(topic = %t.name, partition = p.index, error = %e, "cleaning failed");
+                }
+            }
+        }
     }
 
     /// Forgets idempotent producers idle longer than `producer.id.expiration.ms`.

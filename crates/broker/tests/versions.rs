@@ -331,6 +331,22 @@ async fn every_advertised_version_of_every_api_is_answered() {
                     let r = c.send(&req, v).await;
                     assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
                 }
+                ApiKey::DeleteRecords => {
+                    let req = DeleteRecordsRequest::default().with_topics(vec![
+                        delete_records_request::DeleteRecordsTopic::default()
+                            .with_name(name("vt"))
+                            .with_partitions(vec![
+                                delete_records_request::DeleteRecordsPartition::default()
+                                    .with_partition_index(0)
+                                    .with_offset(0),
+                            ]),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(
+                        r.topics[0].partitions[0].error_code, 0,
+                        "DeleteRecords v{v}"
+                    );
+                }
                 ApiKey::AlterConfigs => {
                     let req = AlterConfigsRequest::default().with_resources(vec![
                         alter_configs_request::AlterConfigsResource::default()

@@ -89,6 +89,106 @@ pub(crate) fn decode_log_start_offset(bytes: &[u8]) -> Result<i64, String> {
     Ok(offset)
 }
 
+/// Most tombstone horizon ranges the cleaner checkpoint keeps; beyond it the two oldest are
+/// merged (keeping the later horizon, so tombstones are kept longer, never shorter).
+pub(crate) const HORIZON_RANGES_MAX: usize = 1024;
+
+/// The cleaner's persisted state (`cleaner-checkpoint`): how far the log has been cleaned and
+/// when the tombstones of each cleaned range may be removed.
+///
+/// ```text
+/// 0                       version
+/// <first_dirty_offset>    offsets below it were cleaned at least once
+/// <count>                 horizon ranges, at most HORIZON_RANGES_MAX
+/// <end_offset> <horizon>  tombstones below end_offset (and at or above the previous range's
+///                         end) may be removed once now >= horizon (ms)
+/// ```
+///
+/// A tombstone below `first_dirty_offset` in no range is past its horizon: ranges are only
+/// dropped once their horizon has passed and a clean removed their tombstones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CleanerCheckpoint {
+    /// `None`: never cleaned (or the checkpoint was lost): the whole log is dirty.
+    pub first_dirty_offset: Option<i64>,
+    /// `(end_offset, horizon_ms)`, end offsets strictly increasing, all `<= first_dirty_offset`.
+    pub horizons: Vec<(i64, i64)>,
+}
+
+impl CleanerCheckpoint {
+    /// The delete horizon of a tombstone at `offset` below the first dirty offset; `None` if it
+    /// has passed (no range holds the offset).
+    pub(crate) fn horizon_of(&self, offset: i64) -> Option<i64> {
+        let i = self.horizons.partition_point(|&(end, _)| end <= offset);
+        self.horizons.get(i).map(|&(_, h)| h)
+    }
+
+    /// The earliest horizon of any range, if any.
+    pub(crate) fn earliest_horizon(&self) -> Option<i64> {
+        self.horizons.iter().map(|&(_, h)| h).min()
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut s = format!(
+            "0\n{}\n{}\n",
+            self.first_dirty_offset.unwrap_or(-1),
+            self.horizons.len()
+        );
+        for (end, horizon) in &self.horizons {
+            s.push_str(&format!("{end} {horizon}\n"));
+        }
+        s.into_bytes()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+        let mut lines = text.lines();
+        if lines.next().map(str::trim) != Some("0") {
+            return Err("unknown version".into());
+        }
+        let first_dirty: i64 = lines
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or("missing first dirty offset")?;
+        if first_dirty < -1 {
+            return Err(format!("invalid first dirty offset {first_dirty}"));
+        }
+        let count: usize = lines
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or("missing count")?;
+        if count > HORIZON_RANGES_MAX {
+            return Err(format!("{count} ranges, more than {HORIZON_RANGES_MAX}"));
+        }
+        let mut horizons = Vec::with_capacity(count);
+        for _ in 0..count {
+            let line = lines.next().ok_or("fewer ranges than the count")?;
+            let mut fields = line.split_whitespace();
+            let end: i64 = fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .ok_or("bad range end")?;
+            let horizon: i64 = fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .ok_or("bad range horizon")?;
+            if fields.next().is_some() {
+                return Err("trailing fields".into());
+            }
+            if horizons.last().is_some_and(|&(e, _)| e >= end) || end > first_dirty {
+                return Err(format!("range end {end} out of order"));
+            }
+            horizons.push((end, horizon));
+        }
+        if lines.any(|l| !l.trim().is_empty()) {
+            return Err("trailing lines".into());
+        }
+        Ok(CleanerCheckpoint {
+            first_dirty_offset: (first_dirty >= 0).then_some(first_dirty),
+            horizons,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +202,32 @@ mod tests {
         );
         for bad in [&b""[..], b"1\n5\n", b"0\n", b"0\n-3\n", b"0\n5\n6\n"] {
             assert!(decode_log_start_offset(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn given_cleaner_checkpoint_should_round_trip_find_horizons_and_reject_damage() {
+        let c = CleanerCheckpoint {
+            first_dirty_offset: Some(100),
+            horizons: vec![(10, 5_000), (60, 9_000)],
+        };
+        assert_eq!(CleanerCheckpoint::decode(&c.encode()), Ok(c.clone()));
+        assert_eq!(c.horizon_of(0), Some(5_000));
+        assert_eq!(c.horizon_of(9), Some(5_000));
+        assert_eq!(c.horizon_of(10), Some(9_000));
+        assert_eq!(c.horizon_of(60), None);
+        assert_eq!(c.earliest_horizon(), Some(5_000));
+        let fresh = CleanerCheckpoint::default();
+        assert_eq!(CleanerCheckpoint::decode(&fresh.encode()), Ok(fresh));
+        for bad in [
+            &b""[..],
+            b"1\n5\n0\n",
+            b"0\n5\n1\n",
+            b"0\n5\n2\n3 1\n2 1\n",
+            b"0\n5\n1\n9 1\n",
+            b"0\n5\n0\nx\n",
+        ] {
+            assert!(CleanerCheckpoint::decode(bad).is_err(), "{bad:?}");
         }
     }
 

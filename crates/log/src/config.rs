@@ -1,7 +1,7 @@
 //! Per-partition log configuration, with Kafka's names and defaults.
 
 use crate::error::LogError;
-use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::index::{IndexLimits, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 
 /// Which timestamp a batch carries (Kafka's `message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,7 +15,18 @@ pub enum TimestampType {
 
 /// Topic-level log settings (Kafka's `segment.bytes`, `segment.ms`, `index.interval.bytes`,
 /// `segment.index.bytes`, `flush.messages`, `flush.ms`, `message.timestamp.type`), and the
-/// broker's `producer.id.expiration.ms`.
+/// broker's `producer.id.expiration.ms`. They can change while the log is open
+/// ([`PartitionLog::update_config`](crate::PartitionLog::update_config)); later appends and
+/// rolls use the new values.
+///
+/// Retention (`retention.ms`, `retention.bytes`, `file.delete.delay.ms`) and cleaning
+/// (`delete.retention.ms`, `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`,
+/// `max.compaction.lag.ms`, the cleaner's I/O limit) are not here: they are arguments of the
+/// calls that apply them (`apply_retention`, `delete_expired_files`, `clean` with
+/// [`CleanerOptions`](crate::CleanerOptions)), so the broker's timers pass the values current
+/// at each run. For compacted topics the broker should pass `segment_ms` = min(`segment.ms`,
+/// `max.compaction.lag.ms`), as Kafka's `LogConfig.maxSegmentMs` does, so an idle active
+/// segment is rolled (by `maybe_roll`) in time to be compacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// Roll a new segment before the active one would exceed this size. Default 1 GiB.
@@ -93,6 +104,14 @@ impl LogConfig {
             return bad(format!("flush_ms {} must not be negative", self.flush_ms));
         }
         Ok(())
+    }
+
+    pub(crate) fn index_limits(&self) -> IndexLimits {
+        IndexLimits {
+            index_interval_bytes: self.index_interval_bytes,
+            offset_entries_max: self.offset_index_entries_max(),
+            time_entries_max: self.time_index_entries_max(),
+        }
     }
 
     pub(crate) fn offset_index_entries_max(&self) -> u64 {

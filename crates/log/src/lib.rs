@@ -55,10 +55,12 @@
 //! move it.
 
 mod checkpoint;
+pub mod cleaner;
 pub mod config;
 mod epoch;
 pub mod error;
 mod index;
+pub mod lifecycle;
 pub mod partition_log;
 pub mod producer_state;
 mod recovery;
@@ -66,8 +68,10 @@ mod segment;
 pub mod storage;
 pub mod testing;
 
+pub use cleaner::{CleanStats, CleanerOptions, ManualClock, SystemClock, ThrottleClock};
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
+pub use lifecycle::RetentionOutcome;
 pub use partition_log::{AppendInfo, PartitionLog, ReadResult, TimestampOffset};
 pub use producer_state::{
     ProducerSnapshotView, BATCHES_RETAINED_PER_PRODUCER, PRODUCERS_PER_PARTITION_MAX,

@@ -52,15 +52,15 @@
 //! after a clean shutdown or a crash.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use runnel_model::batch::{BatchError, BatchHeaderMut, BatchView, Batches};
 use tracing::{debug, error, info, warn};
 
-use crate::checkpoint::{self, StepError};
+use crate::checkpoint::{self, CleanerCheckpoint, StepError};
 use crate::config::{LogConfig, TimestampType};
 use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
@@ -69,9 +69,10 @@ use crate::producer_state::{
     snapshot_file_name, BatchProducer, Plan, ProducerSnapshotView, ProducerStates,
     SNAPSHOTS_RETAINED,
 };
+use crate::lifecycle::PendingDeletes;
 use crate::recovery::{
-    list_or_create, load_epoch_checkpoint, load_log_start_checkpoint, load_producer_state,
-    load_segments, remove_leftovers,
+    complete_swaps, list_or_create, load_cleaner_checkpoint, load_epoch_checkpoint,
+    load_log_start_checkpoint, load_producer_state, load_segments, remove_leftovers,
 };
 use crate::segment::{
     self, BatchAt, ChunkReader, Segment, SegmentFiles, SegmentSnapshot, LOG_SUFFIX,
@@ -85,6 +86,8 @@ pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 pub const LEADER_EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 /// The persisted log start offset.
 pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
+/// The cleaner's progress and tombstone horizons (see [`crate::cleaner`]).
+pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-checkpoint";
 
 /// What [`PartitionLog::append`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +134,7 @@ pub struct TimestampOffset {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
+pub(crate) enum State {
     Open,
     /// An fsync or an unrecoverable write failed; nothing is served until reopen.
     Failed(String),
@@ -139,33 +142,40 @@ enum State {
 }
 
 #[derive(Debug)]
-struct Inner {
-    state: State,
+pub(crate) struct Inner {
+    pub(crate) state: State,
+    /// The current settings ([`PartitionLog::update_config`] replaces them).
+    pub(crate) config: LogConfig,
+    pub(crate) limits: IndexLimits,
     /// By base offset; never empty; the last one is the active segment. Contiguous: each
     /// segment's `next_offset` is the next one's `base_offset`.
-    segments: BTreeMap<i64, Segment>,
-    log_start_offset: i64,
-    log_end_offset: i64,
-    size_bytes: u64,
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
+    pub(crate) size_bytes: u64,
     /// Every offset below this is durable.
-    flushed_offset: i64,
+    pub(crate) flushed_offset: i64,
     /// `now_ms` of the oldest append not yet fsynced.
-    oldest_unflushed_append_ms: Option<i64>,
-    epochs: LeaderEpochCache,
+    pub(crate) oldest_unflushed_append_ms: Option<i64>,
+    pub(crate) epochs: LeaderEpochCache,
     /// Idempotent producers' state as of `log_end_offset`.
-    producers: ProducerStates,
+    pub(crate) producers: ProducerStates,
     /// Offsets of the producer-state snapshot files in the directory.
-    snapshots: BTreeSet<i64>,
+    pub(crate) snapshots: BTreeSet<i64>,
+    /// Files renamed to `*.deleted`, waiting for `file.delete.delay.ms`.
+    pub(crate) pending_deletes: PendingDeletes,
+    /// The cleaner's progress (first dirty offset) and tombstone horizons.
+    pub(crate) cleaner: CleanerCheckpoint,
 }
 
 impl Inner {
-    fn active(&self) -> &Segment {
+    pub(crate) fn active(&self) -> &Segment {
         self.segments
             .values()
             .next_back()
             .expect("a log always has an active segment")
     }
-    fn active_mut(&mut self) -> &mut Segment {
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
         self.segments
             .values_mut()
             .next_back()
@@ -175,15 +185,24 @@ impl Inner {
 
 /// One partition's log. `Send + Sync`; share it as `Arc<PartitionLog>`.
 pub struct PartitionLog {
-    storage: Arc<dyn Storage>,
-    dir: PathBuf,
-    config: LogConfig,
-    limits: IndexLimits,
-    inner: Mutex<Inner>,
-    /// Serializes appends (and excludes close and delete while one runs); taken first.
-    append_lock: Mutex<()>,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) dir: PathBuf,
+    pub(crate) inner: Mutex<Inner>,
+    /// Serializes the operations that remove or replace closed segments (retention, segment
+    /// deletion below the log start offset, cleaning) and excludes close and delete while one
+    /// runs; taken first.
+    pub(crate) maintenance_lock: Mutex<()>,
+    /// Serializes moves of the log start offset and writes of its checkpoint; taken after
+    /// `maintenance_lock`.
+    pub(crate) log_start_lock: Mutex<()>,
+    /// Serializes appends (and excludes close and delete while one runs); taken after
+    /// `log_start_lock`.
+    pub(crate) append_lock: Mutex<()>,
     /// Serializes fsyncs of the active segment; taken after `append_lock`, before `inner`.
-    flush_lock: Mutex<()>,
+    pub(crate) flush_lock: Mutex<()>,
+    /// Set by close and delete: a running clean stops at its next check and leaves the log as
+    /// it was (or completes a swap already committed).
+    pub(crate) abort_maintenance: AtomicBool,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -226,21 +245,23 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<Self, LogError> {
         config.validate()?;
-        let limits = IndexLimits {
-            index_interval_bytes: config.index_interval_bytes,
-            offset_entries_max: config.offset_index_entries_max(),
-            time_entries_max: config.time_index_entries_max(),
-        };
+        let limits = config.index_limits();
         let dir = dir.to_path_buf();
-        let listing = list_or_create(&*storage, &dir)?;
+        let mut listing = list_or_create(&*storage, &dir)?;
+        // A clean interrupted after its commit point is completed; anything else it left, and
+        // files waiting for `file.delete.delay.ms`, are removed.
+        if complete_swaps(&*storage, &dir, &listing)? {
+            listing = list_or_create(&*storage, &dir)?;
+        }
         remove_leftovers(&*storage, &dir, &listing)?;
         let clean_shutdown = listing.clean_shutdown;
 
         let log_start_checkpoint = load_log_start_checkpoint(&*storage, &dir)?;
         let mut epochs = load_epoch_checkpoint(&*storage, &dir)?;
+        let cleaner = load_cleaner_checkpoint(&*storage, &dir)?;
 
         let (mut segments, epoch_starts) =
-            load_segments(&*storage, &dir, &listing, clean_shutdown, &limits)?;
+            load_segments(&*storage, &dir, &listing, clean_shutdown, &limits, now_ms)?;
         if segments.is_empty() {
             let base_offset = log_start_checkpoint.unwrap_or(0);
             let files = create_segment_files(&*storage, &dir, base_offset)
@@ -248,7 +269,7 @@ impl PartitionLog {
             storage
                 .sync_dir(&dir)
                 .map_err(|e| LogError::io("fsync directory", &dir, e))?;
-            segments.insert(base_offset, empty_segment(base_offset, files));
+            segments.insert(base_offset, empty_segment(base_offset, files, now_ms));
         }
 
         let first_base_offset = *segments.keys().next().expect("at least one segment");
@@ -295,6 +316,7 @@ impl PartitionLog {
             &dir,
             &listing.snapshots,
             &segments,
+            log_start_offset,
             log_end_offset,
             now_ms,
         )?;
@@ -321,10 +343,10 @@ impl PartitionLog {
         Ok(PartitionLog {
             storage,
             dir,
-            config,
-            limits,
             inner: Mutex::new(Inner {
                 state: State::Open,
+                config,
+                limits,
                 segments,
                 log_start_offset,
                 log_end_offset,
@@ -336,9 +358,14 @@ impl PartitionLog {
                 epochs,
                 producers,
                 snapshots,
+                pending_deletes: PendingDeletes::default(),
+                cleaner,
             }),
+            maintenance_lock: Mutex::new(()),
+            log_start_lock: Mutex::new(()),
             append_lock: Mutex::new(()),
             flush_lock: Mutex::new(()),
+            abort_maintenance: AtomicBool::new(false),
         })
     }
 
@@ -347,8 +374,9 @@ impl PartitionLog {
         &self.dir
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// The current settings (a copy: [`PartitionLog::update_config`] may replace them).
+    pub fn config(&self) -> LogConfig {
+        self.lock().config.clone()
     }
 
     /// Appends `records`: one or more whole batches already validated by
@@ -378,16 +406,18 @@ impl PartitionLog {
     ) -> Result<AppendInfo, LogError> {
         let mut layout = layout_of(records)?;
         let set_bytes = records.len() as u64;
-        if set_bytes > self.config.segment_bytes {
-            return Err(LogError::RecordSetTooLarge {
-                size_bytes: set_bytes,
-                segment_bytes: self.config.segment_bytes,
-            });
-        }
         let append_guard = self.append_guard();
         let mut guard = self.lock();
         let inner = &mut *guard;
         self.check_usable(inner)?;
+        // The settings of this append (a concurrent update_config applies to the next one).
+        let config = inner.config.clone();
+        if set_bytes > config.segment_bytes {
+            return Err(LogError::RecordSetTooLarge {
+                size_bytes: set_bytes,
+                segment_bytes: config.segment_bytes,
+            });
+        }
         if leader_epoch >= 0 {
             if let Some(latest_epoch) = inner.epochs.latest_epoch() {
                 if leader_epoch < latest_epoch {
@@ -415,8 +445,8 @@ impl PartitionLog {
 
         inner
             .producers
-            .expire(now_ms, self.config.producer_id_expiration_ms);
-        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            .expire(now_ms, config.producer_id_expiration_ms);
+        if config.timestamp_type == TimestampType::LogAppendTime {
             // What the stamped batches will carry (and a reopen will read back).
             for p in &mut layout.producers {
                 p.max_timestamp_ms = now_ms;
@@ -444,7 +474,7 @@ impl PartitionLog {
                 return Ok(AppendInfo {
                     base_offset: first.first_offset,
                     last_offset: last.last_offset,
-                    log_append_time_ms: match self.config.timestamp_type {
+                    log_append_time_ms: match config.timestamp_type {
                         // The stored batch carries its append time as max timestamp.
                         TimestampType::LogAppendTime => first.max_timestamp_ms,
                         TimestampType::CreateTime => -1,
@@ -460,18 +490,19 @@ impl PartitionLog {
         };
 
         let batch_count = layout.batches.len() as u64;
-        if self.should_roll(inner.active(), set_bytes, batch_count, last_offset, now_ms) {
-            self.roll(inner)?;
+        if should_roll(
+            &config,
+            &inner.limits,
+            inner.active(),
+            set_bytes,
+            batch_count,
+            last_offset,
+            now_ms,
+        ) {
+            self.roll(inner, now_ms)?;
         }
 
-        let stamped = stamp(
-            records,
-            &layout,
-            base_offset,
-            leader_epoch,
-            &self.config,
-            now_ms,
-        )?;
+        let stamped = stamp(records, &layout, base_offset, leader_epoch, &config, now_ms)?;
 
         if leader_epoch >= 0 && inner.epochs.latest_epoch() != Some(leader_epoch) {
             let mut epochs = inner.epochs.clone();
@@ -496,7 +527,7 @@ impl PartitionLog {
         }
 
         // Plan the index entries on a copy of the index state; commit only after the writes.
-        let limits = self.limits;
+        let limits = inner.limits;
         let active = inner.active_mut();
         let segment_base_offset = active.base_offset;
         let write_position = active.size_bytes;
@@ -566,6 +597,7 @@ impl PartitionLog {
         active.next_offset = last_offset + 1;
         active.index = index_state;
         active.roll_start_ms.get_or_insert(now_ms);
+        active.modified_ms = active.modified_ms.max(now_ms);
         inner.log_end_offset = last_offset + 1;
         inner.size_bytes += set_bytes;
         inner.oldest_unflushed_append_ms.get_or_insert(now_ms);
@@ -581,7 +613,7 @@ impl PartitionLog {
         let info = AppendInfo {
             base_offset,
             last_offset,
-            log_append_time_ms: match self.config.timestamp_type {
+            log_append_time_ms: match config.timestamp_type {
                 TimestampType::LogAppendTime => now_ms,
                 TimestampType::CreateTime => -1,
             },
@@ -596,7 +628,7 @@ impl PartitionLog {
         drop(guard);
         // The next append may write while this one waits for its fsync.
         drop(append_guard);
-        if unflushed >= self.config.flush_messages {
+        if unflushed >= config.flush_messages {
             self.sync_active()?;
         }
         Ok(info)
@@ -655,12 +687,18 @@ impl PartitionLog {
 
         let mut out = BytesMut::new();
         let mut batch_count = 0u32;
-        let (mut position, offset_at_position) = self.position_for(&first, start_offset)?;
-        let mut check_offset = Some(offset_at_position);
-        let mut expected_next: Option<i64> = None;
+        // The next offset wanted: batches ending before it are skipped. Offsets may have gaps
+        // (a cleaned segment keeps only some batches), so a batch may start after it.
+        let mut target = start_offset;
+        let mut returned_next: Option<i64> = None;
         let mut snapshot = first;
-        // Bounded by the number of segments (each step moves to a later one).
+        // Bounded: every iteration reads one segment and moves `target` to at least that
+        // segment's end, which is past the previous `target`; the loop ends at the bound.
         'segments: loop {
+            let (mut position, indexed_offset) = self.position_for(&snapshot, target)?;
+            let mut check_offset = indexed_offset;
+            // The next offset of the previous batch in this segment, for the order check.
+            let mut previous_next: Option<i64> = None;
             let log = &*snapshot.files.log;
             let mut reader = ChunkReader::new(log, snapshot.size_bytes, READ_CHUNK_BYTES);
             // Bounded: every iteration consumes a whole batch or leaves the loop.
@@ -687,32 +725,22 @@ impl PartitionLog {
                         ));
                     }
                 }
-                match expected_next {
-                    None if view.last_offset() < start_offset => {
-                        position += view.size_bytes() as u64;
-                        continue;
-                    }
-                    None if view.base_offset() > start_offset => {
-                        return Err(self.corrupt(
-                            &snapshot.files.log_path,
-                            position,
-                            format!(
-                                "offset {start_offset} missing: next batch starts at {}",
-                                view.base_offset()
-                            ),
-                        ));
-                    }
-                    Some(expected) if view.base_offset() != expected => {
-                        return Err(self.corrupt(
-                            &snapshot.files.log_path,
-                            position,
-                            format!(
-                                "batch at offset {} where {expected} was expected",
-                                view.base_offset()
-                            ),
-                        ));
-                    }
-                    _ => {}
+                let floor = previous_next.unwrap_or(snapshot.base_offset);
+                if view.base_offset() < floor || view.last_offset_delta() < 0 {
+                    return Err(self.corrupt(
+                        &snapshot.files.log_path,
+                        position,
+                        format!(
+                            "batch at offsets {}..={} where offset {floor} or later was expected",
+                            view.base_offset(),
+                            view.last_offset()
+                        ),
+                    ));
+                }
+                previous_next = Some(view.next_offset());
+                if view.last_offset() < target {
+                    position += view.size_bytes() as u64;
+                    continue;
                 }
                 if view.last_offset() >= upper_bound {
                     break 'segments;
@@ -731,37 +759,39 @@ impl PartitionLog {
                 }
                 out.extend_from_slice(view.as_bytes());
                 batch_count += 1;
-                expected_next = Some(view.next_offset());
+                returned_next = Some(view.next_offset());
+                target = view.next_offset();
                 position += size_bytes as u64;
             }
-            // The whole segment was read: it must end at the offset recorded for it.
-            if expected_next != Some(snapshot.next_offset) {
+            // The rest of the segment was read: its last batch must end at the offset recorded
+            // for it.
+            if previous_next.is_some_and(|next| next != snapshot.next_offset) {
                 return Err(self.corrupt(
                     &snapshot.files.log_path,
                     position,
                     format!(
-                        "segment read up to offset {expected_next:?}, but it ends at {}",
+                        "segment read up to offset {previous_next:?}, but it ends at {}",
                         snapshot.next_offset
                     ),
                 ));
             }
+            target = target.max(snapshot.next_offset);
             // Everything below the bound has been seen (the segment that was active when the
             // read started ends at the log end offset of that moment).
-            if expected_next.is_some_and(|next| next >= upper_bound) {
+            if target >= upper_bound {
                 break;
             }
-            match self.next_snapshot(snapshot.base_offset)? {
-                Some(next) => {
-                    snapshot = next;
-                    position = 0;
-                }
-                None => break,
+            // The segment holding `target` now: normally the next one, but a clean may have
+            // replaced segments meanwhile by one that starts earlier.
+            match self.snapshot_holding(target)? {
+                Some(next) if next.next_offset > target => snapshot = next,
+                _ => break,
             }
         }
         Ok(ReadResult {
             bytes: out.freeze(),
             batch_count,
-            next_offset: expected_next.unwrap_or(start_offset),
+            next_offset: returned_next.unwrap_or(start_offset),
             log_start_offset,
             log_end_offset,
         })
@@ -813,8 +843,7 @@ impl PartitionLog {
                 .map_err(|e| LogError::io("read", files.log_path.with_extension("timeindex"), e))?;
         let target_offset =
             snapshot.base_offset + time_entry.map_or(0, |e| i64::from(e.relative_offset));
-        let (mut position, offset_at_position) = self.position_for(&snapshot, target_offset)?;
-        let mut check_offset = Some(offset_at_position);
+        let (mut position, mut check_offset) = self.position_for(&snapshot, target_offset)?;
         let mut reader = ChunkReader::new(&*files.log, snapshot.size_bytes, READ_CHUNK_BYTES);
         // Bounded: every iteration consumes a whole batch or returns.
         loop {
@@ -901,9 +930,9 @@ impl PartitionLog {
     /// before `now_ms` (Kafka's `producer.id.expiration.check.interval.ms` timer calls this;
     /// appends also do it). Returns how many were dropped.
     pub fn expire_producers(&self, now_ms: i64) -> usize {
-        self.lock()
-            .producers
-            .expire(now_ms, self.config.producer_id_expiration_ms)
+        let mut inner = self.lock();
+        let expiration_ms = inner.config.producer_id_expiration_ms;
+        inner.producers.expire(now_ms, expiration_ms)
     }
 
     /// The leader epoch cache: `(epoch, start_offset)` pairs, oldest first.
@@ -931,7 +960,7 @@ impl PartitionLog {
             self.check_usable(&inner)?;
             inner
                 .oldest_unflushed_append_ms
-                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
+                .is_some_and(|t| now_ms.saturating_sub(t) >= inner.config.flush_ms)
         };
         if due {
             self.sync_active()?;
@@ -944,6 +973,9 @@ impl PartitionLog {
     /// nothing afterwards. Closing twice is a no-op; closing a failed log is an error and
     /// writes no marker.
     pub fn close(&self) -> Result<(), LogError> {
+        self.abort_maintenance.store(true, Ordering::SeqCst);
+        let _maintenance = self.maintenance_guard();
+        let _log_start = self.log_start_guard();
         let _append = self.append_guard();
         let _flush = self.flush_guard();
         let mut guard = self.lock();
@@ -969,6 +1001,9 @@ impl PartitionLog {
     /// Removes the whole partition directory (DeleteTopics). The log accepts nothing
     /// afterwards; readers that already hold file handles finish their reads.
     pub fn delete(&self) -> Result<(), LogError> {
+        self.abort_maintenance.store(true, Ordering::SeqCst);
+        let _maintenance = self.maintenance_guard();
+        let _log_start = self.log_start_guard();
         let _append = self.append_guard();
         let _flush = self.flush_guard();
         let mut inner = self.lock();
@@ -989,7 +1024,7 @@ impl PartitionLog {
 
     // ----- internals -----
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         match self.inner.lock() {
             Ok(guard) => guard,
             Err(poisoned) => {
@@ -1006,19 +1041,40 @@ impl PartitionLog {
         }
     }
 
-    fn append_guard(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn append_guard(&self) -> MutexGuard<'_, ()> {
         self.append_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn flush_guard(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn flush_guard(&self) -> MutexGuard<'_, ()> {
         self.flush_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn usable_error(&self, state: &State) -> LogError {
+    pub(crate) fn maintenance_guard(&self) -> MutexGuard<'_, ()> {
+        self.maintenance_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The maintenance lock if no other maintenance operation holds it.
+    pub(crate) fn try_maintenance_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.maintenance_lock.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    pub(crate) fn log_start_guard(&self) -> MutexGuard<'_, ()> {
+        self.log_start_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn usable_error(&self, state: &State) -> LogError {
         match state {
             State::Open => unreachable!("usable_error on an open log"),
             State::Failed(reason) => LogError::Failed {
@@ -1031,14 +1087,14 @@ impl PartitionLog {
         }
     }
 
-    fn check_usable(&self, inner: &Inner) -> Result<(), LogError> {
+    pub(crate) fn check_usable(&self, inner: &Inner) -> Result<(), LogError> {
         match inner.state {
             State::Open => Ok(()),
             _ => Err(self.usable_error(&inner.state)),
         }
     }
 
-    fn corrupt(&self, path: &Path, position: u64, reason: String) -> LogError {
+    pub(crate) fn corrupt(&self, path: &Path, position: u64, reason: String) -> LogError {
         error!(path = %path.display(), position, %reason, "corrupt log data found while reading");
         LogError::Corrupt {
             path: path.to_path_buf(),
@@ -1047,34 +1103,10 @@ impl PartitionLog {
         }
     }
 
-    /// Kafka's roll conditions, checked before an append of `set_bytes` bytes in `batch_count`
-    /// batches ending at `last_offset`. An empty segment is never rolled.
-    fn should_roll(
-        &self,
-        active: &Segment,
-        set_bytes: u64,
-        batch_count: u64,
-        last_offset: i64,
-        now_ms: i64,
-    ) -> bool {
-        if active.size_bytes == 0 {
-            return false;
-        }
-        let full_bytes = active.size_bytes + set_bytes > self.config.segment_bytes;
-        let too_old = active
-            .roll_start_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms);
-        // The time index keeps room for the final entry written when the segment is sealed.
-        let index_full = active.index.offset_entries + batch_count > self.limits.offset_entries_max
-            || active.index.time_entries + batch_count + 1 > self.limits.time_entries_max;
-        let offset_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
-        full_bytes || too_old || index_full || offset_overflow
-    }
-
     /// Seals the active segment (final time index entry, fsync of its three files) and starts
     /// a new one at the log end offset. A failure to seal turns the log failed; a failure to
     /// create the new files leaves the old segment active and the log usable.
-    fn roll(&self, inner: &mut Inner) -> Result<(), LogError> {
+    pub(crate) fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<(), LogError> {
         let new_base_offset = inner.log_end_offset;
         let sealed = {
             let active = inner
@@ -1117,7 +1149,7 @@ impl PartitionLog {
         }
         inner
             .segments
-            .insert(new_base_offset, empty_segment(new_base_offset, files));
+            .insert(new_base_offset, empty_segment(new_base_offset, files, now_ms));
         // Everything before the new segment was just synced.
         inner.flushed_offset = inner.flushed_offset.max(new_base_offset);
         if inner.flushed_offset >= inner.log_end_offset {
@@ -1182,7 +1214,7 @@ impl PartitionLog {
     /// (a roll or close just synced them). A failure is logged, not returned: a missing
     /// snapshot only makes the next open replay more of the log, and an old one left behind
     /// describes the same history.
-    fn snapshot_producers(&self, inner: &mut Inner) {
+    pub(crate) fn snapshot_producers(&self, inner: &mut Inner) {
         let offset = inner.log_end_offset;
         let bytes = inner.producers.encode_snapshot(offset);
         let name = snapshot_file_name(offset);
@@ -1286,12 +1318,13 @@ impl PartitionLog {
     }
 
     /// The position to start scanning from for `target_offset` in a segment snapshot, and the
-    /// base offset of the batch there (checked by the caller when it reads it back).
-    fn position_for(
+    /// base offset of the batch there if an index entry gave the position (checked by the
+    /// caller when it reads it back).
+    pub(crate) fn position_for(
         &self,
         snapshot: &SegmentSnapshot,
         target_offset: i64,
-    ) -> Result<(u64, i64), LogError> {
+    ) -> Result<(u64, Option<i64>), LogError> {
         let relative = target_offset - snapshot.base_offset;
         let entry = index::lookup::<OffsetEntry>(
             &*snapshot.files.offset_index,
@@ -1300,10 +1333,10 @@ impl PartitionLog {
         )
         .map_err(|e| LogError::io("read", snapshot.files.log_path.with_extension("index"), e))?;
         match entry {
-            None => Ok((0, snapshot.base_offset)),
+            None => Ok((0, None)),
             Some(e) if u64::from(e.position) < snapshot.size_bytes => Ok((
                 u64::from(e.position),
-                snapshot.base_offset + i64::from(e.relative_offset),
+                Some(snapshot.base_offset + i64::from(e.relative_offset)),
             )),
             Some(e) => Err(self.corrupt(
                 &snapshot.files.log_path,
@@ -1316,35 +1349,35 @@ impl PartitionLog {
         }
     }
 
-    /// Snapshot of the segment after the one based at `base_offset`, if any.
-    fn next_snapshot(&self, base_offset: i64) -> Result<Option<SegmentSnapshot>, LogError> {
+    /// Snapshot of the segment holding `offset` (the last one starting at or before it).
+    fn snapshot_holding(&self, offset: i64) -> Result<Option<SegmentSnapshot>, LogError> {
         let inner = self.lock();
         self.check_usable(&inner)?;
         Ok(inner
             .segments
-            .range((Bound::Excluded(base_offset), Bound::Unbounded))
-            .next()
+            .range(..=offset)
+            .next_back()
             .map(|(_, s)| s.snapshot()))
     }
 }
 
 /// Marks the log failed (once; the first reason is kept).
-fn fail(dir: &Path, state: &mut State, reason: String) {
+pub(crate) fn fail(dir: &Path, state: &mut State, reason: String) {
     if *state == State::Open {
         error!(dir = %dir.display(), %reason, "partition log failed; it serves nothing until reopened");
         *state = State::Failed(reason);
     }
 }
 
-fn step_error(e: StepError) -> LogError {
+pub(crate) fn step_error(e: StepError) -> LogError {
     LogError::io(e.op, e.path, e.source)
 }
 
-type IoStep = (&'static str, PathBuf, std::io::Error);
+pub(crate) type IoStep = (&'static str, PathBuf, std::io::Error);
 
 /// Appends the final time index entry of a segment that stops being active, and fsyncs its
 /// three files.
-fn seal_segment(segment: &mut Segment) -> Result<(), IoStep> {
+pub(crate) fn seal_segment(segment: &mut Segment) -> Result<(), IoStep> {
     let files = Arc::clone(&segment.files);
     let index_path = files.log_path.with_extension("index");
     let time_path = files.log_path.with_extension("timeindex");
@@ -1452,7 +1485,7 @@ fn stamp(
     Ok(stamped)
 }
 
-fn empty_segment(base_offset: i64, files: Arc<SegmentFiles>) -> Segment {
+fn empty_segment(base_offset: i64, files: Arc<SegmentFiles>, now_ms: i64) -> Segment {
     Segment {
         base_offset,
         files,
@@ -1460,10 +1493,36 @@ fn empty_segment(base_offset: i64, files: Arc<SegmentFiles>) -> Segment {
         next_offset: base_offset,
         index: IndexState::EMPTY,
         roll_start_ms: None,
+        modified_ms: now_ms,
     }
 }
 
-fn create_segment_files(
+/// Kafka's roll conditions, checked before an append of `set_bytes` bytes in `batch_count`
+/// batches ending at `last_offset`. An empty segment is never rolled.
+pub(crate) fn should_roll(
+    config: &LogConfig,
+    limits: &IndexLimits,
+    active: &Segment,
+    set_bytes: u64,
+    batch_count: u64,
+    last_offset: i64,
+    now_ms: i64,
+) -> bool {
+    if active.size_bytes == 0 {
+        return false;
+    }
+    let full_bytes = active.size_bytes + set_bytes > config.segment_bytes;
+    let too_old = active
+        .roll_start_ms
+        .is_some_and(|t| now_ms.saturating_sub(t) > config.segment_ms);
+    // The time index keeps room for the final entry written when the segment is sealed.
+    let index_full = active.index.offset_entries + batch_count > limits.offset_entries_max
+        || active.index.time_entries + batch_count + 1 > limits.time_entries_max;
+    let offset_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
+    full_bytes || too_old || index_full || offset_overflow
+}
+
+pub(crate) fn create_segment_files(
     storage: &dyn Storage,
     dir: &Path,
     base_offset: i64,

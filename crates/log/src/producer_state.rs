@@ -457,6 +457,37 @@ impl ProducerStates {
         self.evict_to_bound();
     }
 
+    /// Removes the producers whose last batch ends below `log_start_offset` (Kafka drops them
+    /// when the log start offset passes them: their batches are gone). Returns how many.
+    pub(crate) fn remove_before(&mut self, log_start_offset: i64) -> usize {
+        let gone: Vec<i64> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| {
+                !matches!(slot.entry.batches.last(), Some(b) if b.last_offset >= log_start_offset)
+            })
+            .map(|(&producer_id, _)| producer_id)
+            .collect();
+        for &producer_id in &gone {
+            self.remove(producer_id);
+        }
+        gone.len()
+    }
+
+    /// The last offset of each producer's last batch: the cleaner keeps those batches (as
+    /// Kafka does), so the state can be rebuilt from a cleaned log.
+    pub(crate) fn last_batch_offsets(&self) -> HashMap<i64, i64> {
+        self.slots
+            .iter()
+            .filter_map(|(&producer_id, slot)| {
+                slot.entry
+                    .batches
+                    .last()
+                    .map(|b| (producer_id, b.last_offset))
+            })
+            .collect()
+    }
+
     /// Removes producers last seen `expiration_ms` or longer before `now_ms`. Returns how many.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let mut removed = 0;
@@ -810,6 +841,17 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(ProducerStates::decode_snapshot(&bytes[..len], 15, 10).is_err());
         }
+    }
+
+    #[test]
+    fn given_log_start_past_a_producer_should_remove_only_that_producer() {
+        let mut states = ProducerStates::default();
+        append(&mut states, &[batch(1, 0, 0, 3)], 0);
+        append(&mut states, &[batch(2, 0, 0, 2)], 3);
+        assert_eq!(states.last_batch_offsets(), HashMap::from([(1, 2), (2, 4)]));
+        assert_eq!(states.remove_before(3), 1);
+        assert!(states.view(1).is_none() && states.view(2).is_some());
+        assert_eq!(states.remove_before(4), 0);
     }
 
     #[test]

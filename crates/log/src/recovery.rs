@@ -27,15 +27,17 @@ use crate::checkpoint::{self, TMP_SUFFIX};
 use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
 use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::checkpoint::CleanerCheckpoint;
 use crate::partition_log::{
-    CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_CHECKPOINT_FILE, LOG_START_OFFSET_CHECKPOINT_FILE,
+    CLEANER_CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_CHECKPOINT_FILE,
+    LOG_START_OFFSET_CHECKPOINT_FILE,
 };
 use crate::producer_state::{
     parse_snapshot_file_name, snapshot_file_name, ProducerStates, PRODUCERS_PER_PARTITION_MAX,
 };
 use crate::segment::{
-    self, Segment, SegmentFileKind, SegmentFiles, LOG_SUFFIX, OFFSET_INDEX_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    self, Segment, SegmentFileKind, SegmentFiles, CLEANED_SUFFIX, DELETED_SUFFIX, LOG_SUFFIX,
+    OFFSET_INDEX_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
 };
 use crate::segment::{BatchHeader, ChunkReader, HeaderAt, SCAN_CHUNK_BYTES};
 use crate::storage::{OpenMode, Storage};
@@ -43,9 +45,10 @@ use crate::storage::{OpenMode, Storage};
 /// What is in a partition directory.
 /// Files a partition directory may hold besides segments: our checkpoints, and Kafka's
 /// `partition.metadata` (topic id), which the broker keeps there.
-const KNOWN_OTHER_FILES: [&str; 3] = [
+const KNOWN_OTHER_FILES: [&str; 4] = [
     LEADER_EPOCH_CHECKPOINT_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
+    CLEANER_CHECKPOINT_FILE,
     "partition.metadata",
 ];
 
@@ -56,7 +59,19 @@ pub(crate) struct Listing {
     pub snapshots: BTreeSet<i64>,
     /// Base offset → which of its files exist (log, offset index, time index).
     segments: BTreeMap<i64, [bool; 3]>,
+    /// Base offset → which of its `.swap` files exist (log, offset index, time index).
+    swaps: BTreeMap<i64, [bool; 3]>,
+    /// Temporary files of checkpoint writes, files of an unfinished clean (`*.cleaned`), and
+    /// files of deleted segments (`*.deleted`): all removed at open.
     tmp_files: Vec<String>,
+}
+
+fn kind_slot(kind: SegmentFileKind) -> usize {
+    match kind {
+        SegmentFileKind::Log => 0,
+        SegmentFileKind::OffsetIndex => 1,
+        SegmentFileKind::TimeIndex => 2,
+    }
 }
 
 pub(crate) fn list_or_create(storage: &dyn Storage, dir: &Path) -> Result<Listing, LogError> {
@@ -83,17 +98,20 @@ pub(crate) fn list_or_create(storage: &dyn Storage, dir: &Path) -> Result<Listin
         };
         if name == CLEAN_SHUTDOWN_FILE {
             listing.clean_shutdown = true;
-        } else if name.ends_with(TMP_SUFFIX) {
+        } else if name.ends_with(TMP_SUFFIX)
+            || name.ends_with(CLEANED_SUFFIX)
+            || name.ends_with(DELETED_SUFFIX)
+        {
             listing.tmp_files.push(name.to_string());
+        } else if let Some((base_offset, kind)) = name
+            .strip_suffix(SWAP_SUFFIX)
+            .and_then(segment::parse_file_name)
+        {
+            listing.swaps.entry(base_offset).or_default()[kind_slot(kind)] = true;
         } else if let Some(offset) = parse_snapshot_file_name(name) {
             listing.snapshots.insert(offset);
         } else if let Some((base_offset, kind)) = segment::parse_file_name(name) {
-            let slot = match kind {
-                SegmentFileKind::Log => 0,
-                SegmentFileKind::OffsetIndex => 1,
-                SegmentFileKind::TimeIndex => 2,
-            };
-            listing.segments.entry(base_offset).or_default()[slot] = true;
+            listing.segments.entry(base_offset).or_default()[kind_slot(kind)] = true;
         } else if !KNOWN_OTHER_FILES.contains(&name) {
             warn!(dir = %dir.display(), name, "ignoring an unknown file in a partition directory");
         }
@@ -101,7 +119,106 @@ pub(crate) fn list_or_create(storage: &dyn Storage, dir: &Path) -> Result<Listin
     Ok(listing)
 }
 
-/// Removes temporary files of interrupted checkpoint writes and index files without a `.log`.
+/// Completes the swaps of cleans interrupted after their commit point. A clean writes a
+/// cleaned segment as `<base>.{index,timeindex,log}.cleaned`, fsyncs them, renames the index
+/// files and then the `.log` to `.swap` and fsyncs the directory: a `<base>.log.swap` means the
+/// cleaned segment is whole and replaces every segment with a base offset in
+/// `[base, its next offset)` (a cleaned segment ends exactly where the segments it replaces
+/// ended). Those are removed and the `.swap` files renamed to their final names, as the clean
+/// would have done. Swap index files without a `.log.swap` belong to a clean that did not reach
+/// its commit point and are removed with the other leftovers. Returns whether anything was
+/// done (the caller lists the directory again).
+pub(crate) fn complete_swaps(
+    storage: &dyn Storage,
+    dir: &Path,
+    listing: &Listing,
+) -> Result<bool, LogError> {
+    let mut changed = false;
+    let remove = |path: PathBuf| -> Result<(), LogError> {
+        match storage.remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LogError::io("remove", path, e)),
+        }
+    };
+    // Bounded by the number of swap files.
+    for (&base_offset, &[log, offset_index, time_index]) in &listing.swaps {
+        if !log {
+            continue;
+        }
+        let swap_path = segment::temp_path(dir, base_offset, LOG_SUFFIX, SWAP_SUFFIX);
+        let file = storage
+            .open(&swap_path, OpenMode::ReadWrite)
+            .map_err(|e| LogError::io("open", &swap_path, e))?;
+        let len_bytes = file
+            .len()
+            .map_err(|e| LogError::io("stat", &swap_path, e))?;
+        // Any limits do: only the next offset is used.
+        let limits = IndexLimits {
+            index_interval_bytes: u64::MAX,
+            offset_entries_max: 0,
+            time_entries_max: 0,
+        };
+        let outcome = segment::scan(&*file, base_offset, len_bytes, &limits, true)
+            .map_err(|e| LogError::io("read", &swap_path, e))?;
+        drop(file);
+        if outcome.valid_bytes == 0 {
+            // Cannot happen (the cleaned files were fsynced before the rename, and a cleaned
+            // segment holds at least one batch): keep the old segments.
+            error!(
+                path = %swap_path.display(),
+                reason = outcome.stopped.as_deref().unwrap_or("empty"),
+                "removing a swap segment without a valid batch; keeping the segments it was to replace"
+            );
+            for suffix in segment::SEGMENT_SUFFIXES {
+                remove(segment::temp_path(dir, base_offset, suffix, SWAP_SUFFIX))?;
+            }
+            changed = true;
+            continue;
+        }
+        let end_offset = outcome.next_offset;
+        let replaced: Vec<i64> = listing
+            .segments
+            .range(base_offset..end_offset)
+            .map(|(&b, _)| b)
+            .collect();
+        warn!(
+            dir = %dir.display(),
+            base_offset,
+            end_offset,
+            replaced_segments = replaced.len(),
+            "completing the swap of a clean interrupted after its commit point"
+        );
+        for old_base in replaced {
+            for suffix in segment::SEGMENT_SUFFIXES {
+                remove(segment::segment_path(dir, old_base, suffix))?;
+            }
+        }
+        for (suffix, present) in [
+            (OFFSET_INDEX_SUFFIX, offset_index),
+            (TIME_INDEX_SUFFIX, time_index),
+            (LOG_SUFFIX, true),
+        ] {
+            if present {
+                let from = segment::temp_path(dir, base_offset, suffix, SWAP_SUFFIX);
+                let to = segment::segment_path(dir, base_offset, suffix);
+                storage
+                    .rename(&from, &to)
+                    .map_err(|e| LogError::io("rename", &from, e))?;
+            }
+        }
+        changed = true;
+    }
+    if changed {
+        storage
+            .sync_dir(dir)
+            .map_err(|e| LogError::io("fsync directory", dir, e))?;
+    }
+    Ok(changed)
+}
+
+/// Removes temporary files of interrupted checkpoint writes, files of unfinished cleans and of
+/// deleted segments, swap index files without a swap `.log`, and index files without a `.log`.
 pub(crate) fn remove_leftovers(
     storage: &dyn Storage,
     dir: &Path,
@@ -120,6 +237,17 @@ pub(crate) fn remove_leftovers(
     };
     for name in &listing.tmp_files {
         remove(dir.join(name))?;
+    }
+    for (&base_offset, &[log, offset_index, time_index]) in &listing.swaps {
+        if log {
+            continue;
+        }
+        if offset_index {
+            remove(segment::temp_path(dir, base_offset, OFFSET_INDEX_SUFFIX, SWAP_SUFFIX))?;
+        }
+        if time_index {
+            remove(segment::temp_path(dir, base_offset, TIME_INDEX_SUFFIX, SWAP_SUFFIX))?;
+        }
     }
     for (&base_offset, &[log, offset_index, time_index]) in &listing.segments {
         if log {
@@ -160,6 +288,28 @@ pub(crate) fn load_log_start_checkpoint(
     }
 }
 
+/// The cleaner's checkpoint; a missing or damaged one is the state of a never-cleaned log
+/// (everything dirty: the next clean sets fresh tombstone horizons, keeping tombstones longer,
+/// never shorter).
+pub(crate) fn load_cleaner_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<CleanerCheckpoint, LogError> {
+    let path = dir.join(CLEANER_CHECKPOINT_FILE);
+    let Some(bytes) =
+        checkpoint::read_small(storage, &path).map_err(|e| LogError::io("read", &path, e))?
+    else {
+        return Ok(CleanerCheckpoint::default());
+    };
+    match CleanerCheckpoint::decode(&bytes) {
+        Ok(c) => Ok(c),
+        Err(reason) => {
+            warn!(path = %path.display(), %reason, "ignoring a damaged cleaner checkpoint");
+            Ok(CleanerCheckpoint::default())
+        }
+    }
+}
+
 pub(crate) fn load_epoch_checkpoint(
     storage: &dyn Storage,
     dir: &Path,
@@ -191,6 +341,7 @@ pub(crate) fn load_segments(
     listing: &Listing,
     clean_shutdown: bool,
     limits: &IndexLimits,
+    now_ms: i64,
 ) -> Result<(BTreeMap<i64, Segment>, Vec<(i32, i64)>), LogError> {
     let bases: Vec<i64> = listing
         .segments
@@ -217,6 +368,7 @@ pub(crate) fn load_segments(
             next_base_offset,
             scan_reason,
             limits,
+            now_ms,
         )?;
         epoch_starts.extend(starts);
         let next_offset = segment.next_offset;
@@ -261,7 +413,11 @@ fn load_segment(
     next_base_offset: Option<i64>,
     scan_reason: Option<&str>,
     limits: &IndexLimits,
+    now_ms: i64,
 ) -> Result<(Segment, Vec<(i32, i64)>), LogError> {
+    // Batches of a closed segment may have gaps between them (it may have been cleaned); the
+    // active segment is only ever appended to, so its offsets must be contiguous.
+    let gaps = next_base_offset.is_some();
     let log_path = segment::segment_path(dir, base_offset, LOG_SUFFIX);
     let index_path = segment::segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX);
     let time_path = segment::segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
@@ -295,6 +451,7 @@ fn load_segment(
                 next_offset,
                 index: index_state,
                 roll_start_ms: None,
+                modified_ms: now_ms,
             };
             return Ok((segment, Vec::new()));
         }
@@ -306,7 +463,7 @@ fn load_segment(
         info!(segment = %log_path.display(), %reason, "scanning segment");
     }
 
-    let outcome = segment::scan(&*files.log, base_offset, log_len_bytes, limits)
+    let outcome = segment::scan(&*files.log, base_offset, log_len_bytes, limits, gaps)
         .map_err(|e| LogError::io("read", &log_path, e))?;
     if outcome.valid_bytes < log_len_bytes {
         warn!(
@@ -351,6 +508,7 @@ fn load_segment(
         next_offset: outcome.next_offset,
         index: index_state,
         roll_start_ms: None,
+        modified_ms: now_ms,
     };
     Ok((segment, outcome.epoch_starts))
 }
@@ -386,8 +544,9 @@ fn check_without_scan(
             base_offset + i64::from(e.relative_offset),
         )
     });
+    let gaps = next_base_offset.is_some();
     let next_offset =
-        match segment::walk_tail(&*files.log, position, offset_at_position, log_len_bytes)
+        match segment::walk_tail(&*files.log, position, offset_at_position, log_len_bytes, gaps)
             .map_err(|e| LogError::io("read", &files.log_path, e))?
         {
             Ok(next_offset) => next_offset,
@@ -428,7 +587,9 @@ fn check_without_scan(
 /// and are deleted; the latest readable snapshot at or below the log end is loaded (a damaged
 /// one is logged and deleted, and the next older one tried); then the batch headers from that
 /// offset to the log end are replayed (from the first segment if no snapshot is usable).
-/// Producers replayed from the log count as seen at `now_ms`.
+/// Producers replayed from the log count as seen at `now_ms`. Producers whose last batch ends
+/// below `log_start_offset` are dropped (Kafka drops them when the log start offset passes
+/// them).
 ///
 /// Deletions are made durable by the caller's directory fsync, before anything is appended:
 /// a deleted snapshot from a truncated history must not come back.
@@ -437,6 +598,7 @@ pub(crate) fn load_producer_state(
     dir: &Path,
     snapshots: &BTreeSet<i64>,
     segments: &BTreeMap<i64, Segment>,
+    log_start_offset: i64,
     log_end_offset: i64,
     now_ms: i64,
 ) -> Result<(ProducerStates, BTreeSet<i64>), LogError> {
@@ -499,6 +661,7 @@ pub(crate) fn load_producer_state(
         None => (first_base_offset, ProducerStates::default()),
     };
     let replayed = replay_batches(&mut states, segments, from_offset, now_ms)?;
+    states.remove_before(log_start_offset);
     info!(
         dir = %dir.display(),
         snapshot_offset = ?kept.last(),
@@ -559,12 +722,13 @@ fn replay_batches(
                     break;
                 }
             };
-            if expected_offset.is_some_and(|o| o != header.base_offset) {
+            // Cleaned segments have gaps between batches, never overlaps.
+            if expected_offset.is_some_and(|o| header.base_offset < o) {
                 error!(
                     segment = %files.log_path.display(),
                     position,
                     base_offset = header.base_offset,
-                    "batch offsets not contiguous; producer state may miss the rest of this \
+                    "batch offsets go backwards; producer state may miss the rest of this \
                      segment"
                 );
                 break;

@@ -19,6 +19,15 @@ use crate::storage::StorageFile;
 pub(crate) const LOG_SUFFIX: &str = ".log";
 pub(crate) const OFFSET_INDEX_SUFFIX: &str = ".index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+/// The three files of a segment, in the order they are renamed during a swap (the `.log`
+/// last: its rename is the commit point).
+pub(crate) const SEGMENT_SUFFIXES: [&str; 3] = [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX];
+/// Appended to a segment file the cleaner is writing (`00..0.log.cleaned`).
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+/// Appended to a cleaned segment file that is ready to replace the segments it covers.
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
+/// Appended to a file of a deleted segment until `file.delete.delay.ms` has passed.
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 /// Digits of a segment file name's base offset.
 const BASE_OFFSET_DIGITS: usize = 20;
 /// Chunk read at a time while scanning a segment during recovery.
@@ -41,6 +50,11 @@ pub(crate) enum SegmentFileKind {
     Log,
     OffsetIndex,
     TimeIndex,
+}
+
+/// `dir/00000000000000000042.log.swap` for `(42, ".log", ".swap")`.
+pub(crate) fn temp_path(dir: &Path, base_offset: i64, suffix: &str, temp_suffix: &str) -> PathBuf {
+    dir.join(format!("{}{suffix}{temp_suffix}", file_stem(base_offset)))
 }
 
 /// Parses `00000000000000000042.log` into `(42, Log)`; `None` for any other name.
@@ -86,6 +100,23 @@ pub(crate) struct Segment {
     /// When the roll timer (`segment_ms`) started: the first append's `now_ms`, or after a
     /// reopen the first batch's timestamp (as Kafka). `None` while empty.
     pub roll_start_ms: Option<i64>,
+    /// Stands in for the file's modification time (the Storage trait has none): the last
+    /// append's `now_ms`, or the open's `now_ms` for a loaded segment. Retention and the
+    /// compaction lag use it for a segment without any batch timestamp, as Kafka uses
+    /// `lastModified`.
+    pub modified_ms: i64,
+}
+
+impl Segment {
+    /// Kafka's `LogSegment.largestTimestamp`: the largest batch timestamp, or the
+    /// modification time if no batch carries one.
+    pub(crate) fn largest_timestamp_ms(&self) -> i64 {
+        if self.index.max_timestamp_ms >= 0 {
+            self.index.max_timestamp_ms
+        } else {
+            self.modified_ms
+        }
+    }
 }
 
 /// What a reader needs of a segment, copied under the lock.
@@ -288,14 +319,16 @@ pub(crate) struct ScanOutcome {
 
 /// Scans a `.log` of `file_len_bytes` from the start: every batch must parse, pass its CRC,
 /// have a known compression codec and a non-negative last offset delta, start exactly at the
-/// expected next offset (the first at `base_offset`) and stay addressable (relative offset and
-/// position within `i32`). Stops at the first batch that does not; rebuilds the index entries
-/// of the valid prefix by the same rule appends use.
+/// expected next offset (the first at `base_offset`) — or, with `gaps`, at or after it, as
+/// batches of a cleaned segment do — and stay addressable (relative offset and position within
+/// `i32`). Stops at the first batch that does not; rebuilds the index entries of the valid
+/// prefix by the same rule appends use.
 pub(crate) fn scan(
     file: &dyn StorageFile,
     base_offset: i64,
     file_len_bytes: u64,
     limits: &IndexLimits,
+    gaps: bool,
 ) -> io::Result<ScanOutcome> {
     let mut reader = ChunkReader::new(file, file_len_bytes, SCAN_CHUNK_BYTES);
     let mut out = ScanOutcome {
@@ -320,7 +353,7 @@ pub(crate) fn scan(
             }
             BatchAt::Batch(view) => view,
         };
-        if let Err(reason) = check_stored_batch(&view, out.next_offset, base_offset, pos) {
+        if let Err(reason) = check_stored_batch(&view, out.next_offset, gaps, base_offset, pos) {
             out.stopped = Some(reason);
             break;
         }
@@ -352,6 +385,7 @@ pub(crate) fn scan(
 fn check_stored_batch(
     view: &BatchView<'_>,
     expected_offset: i64,
+    gaps: bool,
     segment_base_offset: i64,
     position: u64,
 ) -> Result<(), String> {
@@ -363,7 +397,12 @@ fn check_stored_batch(
             view.last_offset_delta()
         ));
     }
-    if view.base_offset() != expected_offset {
+    let in_order = if gaps {
+        view.base_offset() >= expected_offset
+    } else {
+        view.base_offset() == expected_offset
+    };
+    if !in_order {
         return Err(format!(
             "batch base offset {} where {expected_offset} was expected",
             view.base_offset()
@@ -384,13 +423,16 @@ fn check_stored_batch(
 }
 
 /// Walks the batch headers from `position` (a batch boundary with base offset
-/// `offset_at_position`) to `end` without checking CRCs, as a clean open does for the tail
-/// after the last index entry. Returns the next offset, or why the walk failed.
+/// `offset_at_position`, or with `gaps` at or after it) to `end` without checking CRCs, as a
+/// clean open does for the tail after the last index entry. With `gaps` each batch may start
+/// after the previous one ends (a cleaned segment). Returns the next offset, or why the walk
+/// failed.
 pub(crate) fn walk_tail(
     file: &dyn StorageFile,
     position: u64,
     offset_at_position: i64,
     end: u64,
+    gaps: bool,
 ) -> io::Result<Result<i64, String>> {
     let mut reader = ChunkReader::new(file, end, READ_CHUNK_BYTES);
     let mut pos = position;
@@ -401,7 +443,12 @@ pub(crate) fn walk_tail(
             BatchAt::End => return Ok(Ok(next_offset)),
             BatchAt::Bad(e) => return Ok(Err(format!("at position {pos}: {e}"))),
             BatchAt::Batch(view) => {
-                if view.base_offset() != next_offset || view.last_offset_delta() < 0 {
+                let in_order = if gaps {
+                    view.base_offset() >= next_offset
+                } else {
+                    view.base_offset() == next_offset
+                };
+                if !in_order || view.last_offset_delta() < 0 {
                     return Ok(Err(format!(
                         "at position {pos}: batch offsets {}..={} where {next_offset} was expected",
                         view.base_offset(),
@@ -480,7 +527,7 @@ mod tests {
         let valid = bytes.len() as u64;
         bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
         let (_d, file) = file_with(&bytes);
-        let out = scan(&*file, 10, bytes.len() as u64, &limits()).unwrap();
+        let out = scan(&*file, 10, bytes.len() as u64, &limits(), false).unwrap();
         assert_eq!(out.valid_bytes, valid);
         assert_eq!(out.next_offset, 15);
         assert!(out.stopped.is_some());
@@ -532,9 +579,19 @@ mod tests {
         let valid = bytes.len() as u64;
         bytes.extend_from_slice(&simple_batch(5, 1));
         let (_d, file) = file_with(&bytes);
-        let out = scan(&*file, 0, bytes.len() as u64, &limits()).unwrap();
+        let out = scan(&*file, 0, bytes.len() as u64, &limits(), false).unwrap();
         assert_eq!(out.valid_bytes, valid);
         assert_eq!(out.next_offset, 2);
+        // A cleaned segment may have gaps between batches, never overlaps.
+        let out = scan(&*file, 0, bytes.len() as u64, &limits(), true).unwrap();
+        assert_eq!(out.valid_bytes, bytes.len() as u64);
+        assert_eq!(out.next_offset, 6);
+        let mut overlapping = simple_batch(0, 3);
+        let first = overlapping.len() as u64;
+        overlapping.extend_from_slice(&simple_batch(2, 1));
+        let (_d2, file) = file_with(&overlapping);
+        let out = scan(&*file, 0, overlapping.len() as u64, &limits(), true).unwrap();
+        assert_eq!(out.valid_bytes, first);
     }
 
     #[test]
@@ -544,10 +601,12 @@ mod tests {
         bytes.extend_from_slice(&simple_batch(2, 4));
         let (_d, file) = file_with(&bytes);
         let len = bytes.len() as u64;
-        assert_eq!(walk_tail(&*file, 0, 0, len).unwrap(), Ok(6));
-        assert_eq!(walk_tail(&*file, second, 2, len).unwrap(), Ok(6));
-        assert!(walk_tail(&*file, second, 3, len).unwrap().is_err());
-        assert!(walk_tail(&*file, 1, 0, len).unwrap().is_err());
-        assert!(walk_tail(&*file, 0, 0, len - 1).unwrap().is_err());
+        assert_eq!(walk_tail(&*file, 0, 0, len, false).unwrap(), Ok(6));
+        assert_eq!(walk_tail(&*file, second, 2, len, false).unwrap(), Ok(6));
+        assert!(walk_tail(&*file, second, 3, len, false).unwrap().is_err());
+        assert!(walk_tail(&*file, second, 1, len, true).unwrap().is_ok());
+        assert!(walk_tail(&*file, second, 3, len, true).unwrap().is_err());
+        assert!(walk_tail(&*file, 1, 0, len, false).unwrap().is_err());
+        assert!(walk_tail(&*file, 0, 0, len - 1, false).unwrap().is_err());
     }
 }

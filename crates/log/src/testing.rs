@@ -42,6 +42,11 @@ struct Plan {
     writes: u64,
     syncs: u64,
     injected: u64,
+    /// Mutating operations attempted so far (see [`FaultyStorage::mutation_count`]).
+    mutations: u64,
+    /// The mutation with this count "crashes" the process: it fails and so does everything
+    /// after it.
+    crash_at_mutation: Option<u64>,
 }
 
 /// A [`Storage`] that passes every call to `inner` until told to fail one. Faults are armed
@@ -94,6 +99,22 @@ impl FaultyStorage {
         plan.next_write = None;
         plan.next_sync = None;
         plan.crashed = false;
+        plan.crash_at_mutation = None;
+    }
+
+    /// Lets `operations` more mutating operations succeed, then "crashes" (see
+    /// [`FaultyStorage::crash`]) at the next one, which does not happen. Mutating operations:
+    /// creating a directory, opening a file in a creating mode, a write, `set_len`, an fsync
+    /// of a file or directory, a rename, a removal. Enumerating `operations` from 0 up to the
+    /// count of a whole operation crashes it at every step.
+    pub fn crash_after_mutations(&self, operations: u64) {
+        let mut plan = self.plan();
+        plan.crash_at_mutation = Some(plan.mutations + operations);
+    }
+
+    /// Mutating operations attempted so far (including failed ones).
+    pub fn mutation_count(&self) -> u64 {
+        self.plan().mutations
     }
 
     /// Writes attempted so far (including failed ones).
@@ -115,9 +136,13 @@ impl FaultyStorage {
         check_crashed(&self.plan())
     }
 
+    fn mutation(&self) -> io::Result<()> {
+        check_mutation(&mut self.plan())
+    }
+
     fn take_sync_fault(plan: &Mutex<Plan>, path: &Path) -> io::Result<()> {
         let mut plan = lock_plan(plan);
-        check_crashed(&plan)?;
+        check_mutation(&mut plan)?;
         plan.syncs += 1;
         if let Some(suffix) = &plan.next_sync {
             if path_matches(path, suffix) {
@@ -143,6 +168,18 @@ fn check_crashed(plan: &Plan) -> io::Result<()> {
     }
 }
 
+/// Counts a mutating operation, crashing at the armed count.
+fn check_mutation(plan: &mut Plan) -> io::Result<()> {
+    check_crashed(plan)?;
+    if plan.crash_at_mutation == Some(plan.mutations) {
+        plan.crashed = true;
+        plan.injected += 1;
+        return Err(injected(EIO));
+    }
+    plan.mutations += 1;
+    Ok(())
+}
+
 fn path_matches(path: &Path, suffix: &str) -> bool {
     path.as_os_str()
         .to_str()
@@ -151,7 +188,7 @@ fn path_matches(path: &Path, suffix: &str) -> bool {
 
 impl Storage for FaultyStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.check_crashed()?;
+        self.mutation()?;
         self.inner.create_dir_all(path)
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
@@ -159,7 +196,11 @@ impl Storage for FaultyStorage {
         self.inner.list_dir(path)
     }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
-        self.check_crashed()?;
+        if mode == OpenMode::ReadWrite {
+            self.check_crashed()?;
+        } else {
+            self.mutation()?;
+        }
         Ok(Box::new(FaultyFile {
             inner: self.inner.open(path, mode)?,
             path: path.to_path_buf(),
@@ -167,15 +208,15 @@ impl Storage for FaultyStorage {
         }))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.check_crashed()?;
+        self.mutation()?;
         self.inner.remove_file(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.check_crashed()?;
+        self.mutation()?;
         self.inner.rename(from, to)
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.check_crashed()?;
+        self.mutation()?;
         self.inner.remove_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
@@ -203,7 +244,7 @@ impl StorageFile for FaultyFile {
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
         let fault = {
             let mut plan = lock_plan(&self.plan);
-            check_crashed(&plan)?;
+            check_mutation(&mut plan)?;
             plan.writes += 1;
             match &plan.next_write {
                 Some((suffix, _)) if path_matches(&self.path, suffix) => {
@@ -239,7 +280,7 @@ impl StorageFile for FaultyFile {
         }
     }
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        check_crashed(&lock_plan(&self.plan))?;
+        check_mutation(&mut lock_plan(&self.plan))?;
         self.inner.set_len(len_bytes)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -463,6 +504,50 @@ pub fn producer_batch(
     batch
 }
 
+/// A valid batch of records with the given keys and values (`None`: null), all timestamped
+/// `timestamp_ms`, with offsets 0.. (the log assigns real ones) and no producer, encoded and
+/// compressed by `kafka-protocol`.
+pub fn keyed_batch(
+    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    timestamp_ms: i64,
+    compression: kafka_protocol::records::Compression,
+) -> Vec<u8> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // With no producer the base sequence is -1; the encoder wants each record's
+            // sequence to follow its offset.
+            sequence: -1 + i as i32,
+            timestamp: timestamp_ms,
+            key: key.map(bytes::Bytes::copy_from_slice),
+            value: value.map(bytes::Bytes::copy_from_slice),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encodable records");
+    out.to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,5 +570,23 @@ mod tests {
         let v = BatchView::parse(&b).unwrap();
         assert_eq!(v.last_offset_delta(), 100);
         v.verify_crc().unwrap();
+    }
+
+    #[test]
+    fn given_keyed_batch_should_be_one_valid_batch_without_producer() {
+        for compression in [
+            kafka_protocol::records::Compression::None,
+            kafka_protocol::records::Compression::Zstd,
+        ] {
+            let b = keyed_batch(
+                &[(Some(b"k"), Some(b"v")), (Some(b"k2"), None), (None, Some(b"x"))],
+                1_000,
+                compression,
+            );
+            let summary = validate_record_set(&b).unwrap();
+            assert_eq!((summary.batch_count, summary.offset_count), (1, 3));
+            let v = BatchView::parse(&b).unwrap();
+            assert_eq!((v.producer_id(), v.base_sequence(), v.max_timestamp()), (-1, -1, 1_000));
+        }
     }
 }

@@ -19,6 +19,7 @@ mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
@@ -59,6 +60,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
@@ -130,6 +132,7 @@ pub async fn dispatch(
         }
         RequestKind::DescribeConfigs(r) => describe_configs::handle(broker, r, v).into(),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(broker, r, v).into(),
+        RequestKind::DeleteRecords(r) => delete_records::handle(broker, r, v).await.into(),
         RequestKind::CreatePartitions(r) => create_partitions::handle(broker, r, v).await.into(),
         RequestKind::AlterConfigs(r) => alter_configs::handle(broker, r, v).await.into(),
         RequestKind::IncrementalAlterConfigs(r) => {

@@ -88,3 +88,102 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// One decoded record: `(offset, key, value)`.
+pub type Rec = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A batch of `(key, value)` records (`None`: null) with the given codec and timestamp.
+pub fn keyed(
+    records: &[(Option<&str>, Option<&str>)],
+    timestamp_ms: i64,
+    compression: kafka_protocol::records::Compression,
+) -> Vec<u8> {
+    let kvs: Vec<(Option<&[u8]>, Option<&[u8]>)> = records
+        .iter()
+        .map(|(k, v)| (k.map(str::as_bytes), v.map(str::as_bytes)))
+        .collect();
+    runnel_log::testing::keyed_batch(&kvs, timestamp_ms, compression)
+}
+
+/// Appends one batch of keyed records (no compression), timestamped and appended at `now_ms`.
+pub fn append_keyed(
+    log: &PartitionLog,
+    records: &[(Option<&str>, Option<&str>)],
+    now_ms: i64,
+) -> AppendInfo {
+    let mut bytes = keyed(records, now_ms, kafka_protocol::records::Compression::None);
+    log.append(&mut bytes, 0, now_ms).expect("append")
+}
+
+/// The records of whole batches, decoded by kafka-protocol. Checks every batch's CRC and that
+/// batch offsets strictly increase.
+pub fn decode_records(bytes: &[u8]) -> Vec<Rec> {
+    let mut out = Vec::new();
+    let mut next = i64::MIN;
+    for b in Batches::new(bytes) {
+        let b = b.expect("whole batch");
+        b.verify_crc().expect("valid crc");
+        assert!(
+            b.base_offset() >= next,
+            "batch at {} after {next}",
+            b.base_offset()
+        );
+        next = b.next_offset();
+        let mut buf = bytes::Bytes::copy_from_slice(b.as_bytes());
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).expect("decodes");
+        for r in set.records {
+            assert!(r.offset >= b.base_offset() && r.offset <= b.last_offset());
+            out.push((
+                r.offset,
+                r.key.map(|k| k.to_vec()),
+                r.value.map(|v| v.to_vec()),
+            ));
+        }
+    }
+    for w in out.windows(2) {
+        assert!(w[0].0 < w[1].0, "record offsets strictly increase: {w:?}");
+    }
+    out
+}
+
+/// Every record from the log start, read in one go and again in small reads (which must
+/// agree, gaps and all).
+pub fn records_of(log: &PartitionLog) -> Vec<Rec> {
+    let all = decode_records(&read_all(log));
+    let mut pieces = Vec::new();
+    let mut offset = log.log_start_offset();
+    // Bounded: each read returns at least one batch (min_one_batch) or ends the loop.
+    loop {
+        let r = log.read(offset, 1, i64::MAX, true).expect("read");
+        if r.batch_count == 0 {
+            break;
+        }
+        pieces.extend(decode_records(&r.bytes));
+        assert!(r.next_offset > offset);
+        offset = r.next_offset;
+    }
+    assert_eq!(all, pieces, "one read and many small reads agree");
+    all
+}
+
+/// `key -> (offset, value)` of the latest record of each key.
+pub fn latest_by_key(
+    records: &[Rec],
+) -> std::collections::BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> {
+    let mut map = std::collections::BTreeMap::new();
+    for (offset, key, value) in records {
+        if let Some(key) = key {
+            map.insert(key.clone(), (*offset, value.clone()));
+        }
+    }
+    map
+}
+
+/// Copies the files of directory `from` into the (new) directory `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}

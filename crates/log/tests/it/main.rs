@@ -5,6 +5,7 @@ mod api;
 mod common;
 mod conformance;
 mod faults;
+mod lifecycle;
 mod model;
 mod producer;
 mod producer_model;
