@@ -382,9 +382,17 @@ impl Broker {
             Some("LogAppendTime") => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         };
+        let compact_policy =
+            value("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
         let log = LogConfig {
             segment_bytes: int("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
-            segment_ms: int("segment.ms", defaults.segment_ms),
+            // A compacted topic rolls by max.compaction.lag.ms too, as Kafka's maxSegmentMs,
+            // so idle records become cleanable in time.
+            segment_ms: if compact_policy {
+                int("segment.ms", defaults.segment_ms).min(int("max.compaction.lag.ms", i64::MAX))
+            } else {
+                int("segment.ms", defaults.segment_ms)
+            },
             index_interval_bytes: int("index.interval.bytes", defaults.index_interval_bytes as i64)
                 .max(0) as u64,
             segment_index_bytes: int("segment.index.bytes", defaults.segment_index_bytes as i64)

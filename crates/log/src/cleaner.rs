@@ -32,7 +32,7 @@
 //!      stay contiguous; recovery relies on it to complete an interrupted swap).
 //!
 //!    Control batches (transaction markers) are kept as they are for now. Aborted
-//!    transactional data is the job of [`batch_is_aborted`], the hook where the aborted
+//!    transactional data is the job of `batch_is_aborted`, the hook where the aborted
 //!    transaction index will be consulted once transactions exist (today nothing is aborted).
 //! 4. **Swap**, group by group from the oldest (see *Crash safety*), then the checkpoint.
 //!
@@ -62,7 +62,7 @@
 //! 5. rename the three `.swap` files to their final names; fsync the directory;
 //! 6. replace the segments in memory (readers holding the old files finish on them).
 //!
-//! At open ([`crate::recovery::complete_swaps`]) a `B.log.swap` means the group committed: the
+//! At open (`recovery::complete_swaps`) a `B.log.swap` means the group committed: the
 //! segments in `[B, end of the swap segment)` are removed and the swap renamed, finishing steps
 //! 4–5; `.cleaned` files and swap index files without a swap `.log` are removed (the old
 //! segments are still whole); `.deleted` files are removed. Groups are swapped oldest first,
@@ -478,7 +478,11 @@ impl Filter<'_> {
             stats.records_without_key += 1;
             return false;
         };
-        if self.map.latest(key).is_some_and(|latest| record.offset < latest) {
+        if self
+            .map
+            .latest(key)
+            .is_some_and(|latest| record.offset < latest)
+        {
             stats.records_superseded += 1;
             return false;
         }
@@ -585,9 +589,9 @@ impl PartitionLog {
             if let Some(s) = first_dirty_segment {
                 let first_ts = segment::first_batch_max_timestamp(&*s.files.log, s.size_bytes)
                     .map_err(|e| LogError::io("read", &s.files.log_path, e))?;
-                if first_ts
-                    .is_some_and(|ts| ts >= 0 && ts < now_ms.saturating_sub(opts.max_compaction_lag_ms))
-                {
+                if first_ts.is_some_and(|ts| {
+                    ts >= 0 && ts < now_ms.saturating_sub(opts.max_compaction_lag_ms)
+                }) {
                     return Ok(true);
                 }
             }
@@ -674,13 +678,8 @@ impl PartitionLog {
         };
         for group in &groups {
             self.check_abort()?;
-            let cleaned = self.clean_group(
-                group,
-                &plan.limits,
-                &mut filter,
-                &mut throttler,
-                &mut stats,
-            )?;
+            let cleaned =
+                self.clean_group(group, &plan.limits, &mut filter, &mut throttler, &mut stats)?;
             self.swap_in(group, cleaned, now_ms)?;
             stats.segments_cleaned += group.len();
             stats.segments_written += 1;
@@ -695,10 +694,8 @@ impl PartitionLog {
         next.horizons
             .retain(|&(end, horizon)| horizon > now_ms && end > log_start_offset);
         if filter.new_tombstones_kept > 0 && end_offset > plan.first_dirty {
-            next.horizons.push((
-                end_offset,
-                now_ms.saturating_add(opts.delete_retention_ms),
-            ));
+            next.horizons
+                .push((end_offset, now_ms.saturating_add(opts.delete_retention_ms)));
         }
         // Bounded: each iteration merges two ranges.
         while next.horizons.len() > HORIZON_RANGES_MAX {
@@ -757,8 +754,7 @@ impl PartitionLog {
         };
         let mut end_offset = plan.first_dirty;
         let dirty = plan.segments.iter().filter(|s| {
-            s.snapshot.next_offset > plan.first_dirty
-                && s.base_offset() < plan.first_uncleanable
+            s.snapshot.next_offset > plan.first_dirty && s.base_offset() < plan.first_uncleanable
         });
         for planned in dirty {
             let s = &planned.snapshot;
@@ -831,7 +827,11 @@ impl PartitionLog {
         stats: &mut CleanStats,
     ) -> Result<Cleaned, LogError> {
         let base_offset = group[0].base_offset();
-        let group_end = group.last().expect("groups are not empty").snapshot.next_offset;
+        let group_end = group
+            .last()
+            .expect("groups are not empty")
+            .snapshot
+            .next_offset;
         let paths = [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]
             .map(|suffix| segment::temp_path(&self.dir, base_offset, suffix, CLEANED_SUFFIX));
         let result = self.write_cleaned(group, &paths, limits, filter, throttler, stats);
@@ -874,7 +874,11 @@ impl PartitionLog {
         stats: &mut CleanStats,
     ) -> Result<(Arc<SegmentFiles>, u64, i64, IndexState), LogError> {
         let base_offset = group[0].base_offset();
-        let group_end = group.last().expect("groups are not empty").snapshot.next_offset;
+        let group_end = group
+            .last()
+            .expect("groups are not empty")
+            .snapshot
+            .next_offset;
         let open = |path: &PathBuf| {
             self.storage
                 .open(path, OpenMode::CreateOrOpen)
@@ -973,8 +977,11 @@ impl PartitionLog {
             .map_err(|e| LogError::io("write", &paths[1], e))?;
         index::rewrite_file(&*time_index, &time_entries)
             .map_err(|e| LogError::io("write", &paths[2], e))?;
-        for (file, path) in [(&log, &paths[0]), (&offset_index, &paths[1]), (&time_index, &paths[2])]
-        {
+        for (file, path) in [
+            (&log, &paths[0]),
+            (&offset_index, &paths[1]),
+            (&time_index, &paths[2]),
+        ] {
             file.sync_data()
                 .map_err(|e| LogError::io("fsync", path, e))?;
         }
@@ -1007,7 +1014,8 @@ impl PartitionLog {
             }
             let unchanged = group.iter().all(|p| {
                 inner.segments.get(&p.base_offset()).is_some_and(|s| {
-                    Arc::ptr_eq(&s.files, &p.snapshot.files) && s.size_bytes == p.snapshot.size_bytes
+                    Arc::ptr_eq(&s.files, &p.snapshot.files)
+                        && s.size_bytes == p.snapshot.size_bytes
                 })
             });
             if !unchanged {
@@ -1022,7 +1030,10 @@ impl PartitionLog {
             return Err(abandon(e));
         }
         for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            if let Err(e) = self.storage.rename(&cleaned_path(suffix), &swap_path(suffix)) {
+            if let Err(e) = self
+                .storage
+                .rename(&cleaned_path(suffix), &swap_path(suffix))
+            {
                 return Err(abandon(LogError::io("rename", cleaned_path(suffix), e)));
             }
         }
@@ -1043,8 +1054,12 @@ impl PartitionLog {
             for planned in group {
                 for suffix in SEGMENT_SUFFIXES {
                     let from = segment::segment_path(&self.dir, planned.base_offset(), suffix);
-                    let to =
-                        segment::temp_path(&self.dir, planned.base_offset(), suffix, DELETED_SUFFIX);
+                    let to = segment::temp_path(
+                        &self.dir,
+                        planned.base_offset(),
+                        suffix,
+                        DELETED_SUFFIX,
+                    );
                     match self.storage.rename(&from, &to) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -1193,7 +1208,12 @@ fn decode(view: &BatchView<'_>) -> Result<Vec<Record>, String> {
     let mut bytes = Bytes::copy_from_slice(view.as_bytes());
     RecordBatchDecoder::decode(&mut bytes)
         .map(|set| set.records)
-        .map_err(|e| format!("batch at offset {} does not decode: {e}", view.base_offset()))
+        .map_err(|e| {
+            format!(
+                "batch at offset {} does not decode: {e}",
+                view.base_offset()
+            )
+        })
 }
 
 /// Re-encodes the `kept` records of `view` (see the module docs for what is kept of the
@@ -1228,7 +1248,12 @@ fn reencode(view: &BatchView<'_>, kept: &[&Record]) -> Result<Vec<u8>, String> {
             compression,
         },
     )
-    .map_err(|e| format!("re-encoding the batch at offset {} failed: {e}", view.base_offset()))?;
+    .map_err(|e| {
+        format!(
+            "re-encoding the batch at offset {} failed: {e}",
+            view.base_offset()
+        )
+    })?;
     let mut out = out.to_vec();
     let parsed: Vec<_> = Batches::new(&out).collect();
     if parsed.len() != 1 || parsed[0].as_ref().map(|b| b.size_bytes()) != Ok(out.len()) {
@@ -1293,6 +1318,7 @@ fn empty_batch(view: &BatchView<'_>, keep_producer: bool) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::testing::{keyed_batch, set_producer};
+    use runnel_model::batch::testing::KeyValue;
 
     #[test]
     fn given_throttle_when_faster_than_the_limit_should_sleep_to_the_limit() {
@@ -1324,7 +1350,7 @@ mod tests {
             RecordCompression::Lz4,
             RecordCompression::Zstd,
         ] {
-            let kvs: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![
+            let kvs: Vec<KeyValue<'_>> = vec![
                 (Some(b"a"), Some(b"1")),
                 (Some(b"b"), Some(b"2")),
                 (Some(b"c"), None),
@@ -1344,10 +1370,7 @@ mod tests {
             assert_eq!(out_view.base_offset(), 101);
             assert_eq!(out_view.last_offset(), 103, "the original last offset");
             assert_eq!(out_view.base_sequence(), 41);
-            assert_eq!(
-                (out_view.producer_id(), out_view.producer_epoch()),
-                (7, 2)
-            );
+            assert_eq!((out_view.producer_id(), out_view.producer_epoch()), (7, 2));
             assert_eq!(record_compression(&out_view).unwrap(), compression);
             let back = decode(&out_view).unwrap();
             let got: Vec<_> = back
@@ -1357,7 +1380,12 @@ mod tests {
             assert_eq!(
                 got,
                 vec![
-                    (101, Some(Bytes::from_static(b"b")), Some(Bytes::from_static(b"2")), 5_000),
+                    (
+                        101,
+                        Some(Bytes::from_static(b"b")),
+                        Some(Bytes::from_static(b"2")),
+                        5_000
+                    ),
                     (102, Some(Bytes::from_static(b"c")), None, 5_000),
                 ]
             );
@@ -1366,8 +1394,7 @@ mod tests {
 
     #[test]
     fn given_log_append_time_batch_when_reencoded_should_keep_the_append_time() {
-        let kvs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-            vec![(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"2"))];
+        let kvs: Vec<KeyValue<'_>> = vec![(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"2"))];
         let mut batch = keyed_batch(&kvs, 5_000, RecordCompression::None);
         runnel_model::batch::BatchHeaderMut::new(&mut batch)
             .unwrap()
@@ -1384,8 +1411,7 @@ mod tests {
 
     #[test]
     fn given_dropped_batch_when_kept_empty_should_cover_its_offsets_with_or_without_producer() {
-        let kvs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-            vec![(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"2"))];
+        let kvs: Vec<KeyValue<'_>> = vec![(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"2"))];
         let mut batch = keyed_batch(&kvs, 5_000, RecordCompression::Gzip);
         runnel_model::batch::BatchHeaderMut::new(&mut batch)
             .unwrap()
@@ -1397,14 +1423,23 @@ mod tests {
             let empty = empty_batch(&view, keep);
             let e = BatchView::parse(&empty).unwrap();
             e.verify_crc().unwrap();
-            assert_eq!((e.base_offset(), e.last_offset(), e.records_count()), (10, 11, 0));
+            assert_eq!(
+                (e.base_offset(), e.last_offset(), e.records_count()),
+                (10, 11, 0)
+            );
             assert_eq!(e.max_timestamp(), 5_000);
             assert_eq!(e.compression().unwrap(), Compression::None);
             if keep {
-                assert_eq!((e.producer_id(), e.producer_epoch(), e.base_sequence()), (3, 1, 8));
+                assert_eq!(
+                    (e.producer_id(), e.producer_epoch(), e.base_sequence()),
+                    (3, 1, 8)
+                );
                 assert!(e.is_transactional());
             } else {
-                assert_eq!((e.producer_id(), e.producer_epoch(), e.base_sequence()), (-1, -1, -1));
+                assert_eq!(
+                    (e.producer_id(), e.producer_epoch(), e.base_sequence()),
+                    (-1, -1, -1)
+                );
                 assert!(!e.is_transactional());
             }
             assert!(decode(&e).unwrap().is_empty());

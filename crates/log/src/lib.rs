@@ -16,9 +16,12 @@
 //! - **Batches are stored as the producer sent them.** Only the base offset and the partition
 //!   leader epoch (neither covered by the CRC) and, under LogAppendTime, the timestamp and its
 //!   attribute (CRC recomputed) are rewritten. A record set is written with one write.
-//! - **No holes.** Offsets are assigned contiguously from the log end offset; every segment
-//!   ends exactly where the next begins; each batch starts at the previous batch's next offset.
-//!   Recovery enforces this on disk contents.
+//! - **No holes between segments; gaps only where the cleaner made them.** Offsets are
+//!   assigned contiguously from the log end offset, and every segment ends exactly where the
+//!   next begins (a cleaned segment keeps an empty batch header at its end if it must). In the
+//!   active segment each batch starts at the previous batch's next offset; in a closed segment
+//!   that the cleaner rewrote, batches may start later (the offsets of removed records stay
+//!   unused, as in Kafka), never earlier. Recovery enforces both on disk contents.
 //! - **Readers never see a partial batch.** A read is bounded by the committed size of each
 //!   segment, copied under the lock after the append's write completed; only whole batches are
 //!   returned.
@@ -46,13 +49,28 @@
 //!   rebuilt at open from the latest snapshot at or below the recovered log end plus the batch
 //!   headers after it, so it always matches the log that recovery kept.
 //!
+//! - **The log start offset is durable before it takes effect**, and before any file below it
+//!   is removed ([`lifecycle`]): retention and DeleteRecords checkpoint it first.
+//! - **A clean never loses or duplicates a latest value, even if it crashes** ([`cleaner`]):
+//!   cleaned segments are written aside and swapped in group by group through `.cleaned` and
+//!   `.swap` files whose renames have a single commit point; open completes or discards an
+//!   interrupted swap.
+//!
+//! # Lifecycle
+//!
+//! [`lifecycle`]: run-time config changes ([`PartitionLog::update_config`]), the `segment.ms`
+//! roll timer ([`PartitionLog::maybe_roll`]), retention by time, size and log start offset
+//! ([`PartitionLog::apply_retention`]), DeleteRecords ([`PartitionLog::delete_records`]) and
+//! `file.delete.delay.ms` ([`PartitionLog::delete_expired_files`]). [`cleaner`]: compaction
+//! ([`PartitionLog::clean`], [`PartitionLog::needs_cleaning`],
+//! [`PartitionLog::cleanable_ratio`]).
+//!
 //! # Not yet
 //!
-//! Retention and DeleteRecords (moving the log start offset, deleting old segments), log
-//! compaction, follower appends and truncation, and transactions (ongoing transactions, the
-//! last stable offset, aborted-transaction indexes, markers updating producer state). The log
-//! start offset is already real, persisted state (`log-start-offset-checkpoint`) so those can
-//! move it.
+//! Follower appends and truncation, and transactions (ongoing transactions, the last stable
+//! offset, aborted-transaction indexes, markers updating producer state). The cleaner keeps
+//! every control batch and drops no aborted data; `cleaner::batch_is_aborted` is the hook for
+//! when transactions land.
 
 mod checkpoint;
 pub mod cleaner;

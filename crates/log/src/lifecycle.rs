@@ -198,13 +198,13 @@ impl PartitionLog {
             let below_start = count_below_log_start(&inner);
             (by_time, by_size, by_time.max(by_size).max(below_start))
         };
-        let (deleted_segments, deleted_bytes) =
-            self.delete_oldest_segments(count, Some(now_ms))?;
+        let (deleted_segments, deleted_bytes) = self.delete_oldest_segments(count, Some(now_ms))?;
         let outcome = RetentionOutcome {
             deleted_segments,
             deleted_bytes,
             deleted_by_time: by_time.min(deleted_segments),
-            deleted_by_size: by_size.max(by_time).min(deleted_segments) - by_time.min(deleted_segments),
+            deleted_by_size: by_size.max(by_time).min(deleted_segments)
+                - by_time.min(deleted_segments),
             deleted_below_log_start: deleted_segments - by_size.max(by_time).min(deleted_segments),
             log_start_offset: self.log_start_offset(),
             busy: false,

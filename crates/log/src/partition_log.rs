@@ -19,8 +19,13 @@
 //!   (the log turns failed) before `flush_lock` is released, so no later fsync can report
 //!   success: the kernel may drop dirty pages after a failed writeback, and a later
 //!   "successful" fsync would be a lie.
+//! - Operations that remove or replace closed segments (retention, DeleteRecords' segment
+//!   deletion, cleaning) are serialized by `maintenance_lock`; moves of the log start offset
+//!   (and writes of its checkpoint, also done by close) by `log_start_lock`. Appends never
+//!   touch closed segments, so they run alongside; readers hold their segments' file handles,
+//!   which stay valid when a segment is deleted or replaced.
 //!
-//! Lock order: `append_lock`, then `flush_lock`, then `inner`.
+//! Lock order: `maintenance_lock`, `log_start_lock`, `append_lock`, `flush_lock`, `inner`.
 //!
 //! # Directory layout
 //!
@@ -32,7 +37,13 @@
 //! <dir>/leader-epoch-checkpoint         leader epoch cache (Kafka's text format)
 //! <dir>/log-start-offset-checkpoint     log start offset ("0\n<offset>\n")
 //! <dir>/00000000000000001234.snapshot   producer state as of offset 1234 (at most 2 kept)
+//! <dir>/cleaner-checkpoint              cleaner progress and tombstone horizons (crate::cleaner)
 //! <dir>/clean-shutdown                  present only between close() and the next open()
+//! <dir>/00000000000000000000.log.deleted        a deleted segment's file, removed after
+//!                                               file.delete.delay.ms (or at open)
+//! <dir>/00000000000000000000.log.cleaned        a cleaned segment being written (removed at open)
+//! <dir>/00000000000000000000.log.swap           a cleaned segment committed to replace the
+//!                                               segments it covers (swapped in at open)
 //! ```
 //!
 //! # Idempotent producers
@@ -65,11 +76,11 @@ use crate::config::{LogConfig, TimestampType};
 use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
 use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::lifecycle::PendingDeletes;
 use crate::producer_state::{
     snapshot_file_name, BatchProducer, Plan, ProducerSnapshotView, ProducerStates,
     SNAPSHOTS_RETAINED,
 };
-use crate::lifecycle::PendingDeletes;
 use crate::recovery::{
     complete_swaps, list_or_create, load_cleaner_checkpoint, load_epoch_checkpoint,
     load_log_start_checkpoint, load_producer_state, load_segments, remove_leftovers,
@@ -634,7 +645,8 @@ impl PartitionLog {
         Ok(info)
     }
 
-    /// Whole batches starting with the one that contains `start_offset`, across segments,
+    /// Whole batches starting with the one that contains `start_offset` (or, if the cleaner
+    /// removed that offset, the first batch after it), across segments,
     /// stopping before `max_bytes` would be exceeded (but with `min_one_batch` the first batch
     /// is returned whatever its size, KIP-74), and only batches whose last offset is below
     /// `upper_bound` (the high watermark). `start_offset == log_end_offset` returns nothing;
@@ -1147,9 +1159,10 @@ impl PartitionLog {
             );
             return Err(LogError::io("fsync directory", &self.dir, e));
         }
-        inner
-            .segments
-            .insert(new_base_offset, empty_segment(new_base_offset, files, now_ms));
+        inner.segments.insert(
+            new_base_offset,
+            empty_segment(new_base_offset, files, now_ms),
+        );
         // Everything before the new segment was just synced.
         inner.flushed_offset = inner.flushed_offset.max(new_base_offset);
         if inner.flushed_offset >= inner.log_end_offset {

@@ -35,8 +35,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crc32c::crc32c;
 use crate::error::LogError;
+use crc32c::crc32c;
 
 /// Most producers whose state a partition keeps; beyond it the least recently used is evicted.
 pub const PRODUCERS_PER_PARTITION_MAX: usize = 100_000;

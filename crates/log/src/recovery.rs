@@ -1,4 +1,6 @@
-//! Opening a partition directory: listing and cleaning it, loading the checkpoints, and
+//! Opening a partition directory: listing and cleaning it (completing a clean's swap that
+//! passed its commit point, removing what an unfinished clean or a segment deletion left),
+//! loading the checkpoints, and
 //! loading every segment — cheaply checked when it can be trusted, scanned batch by batch,
 //! truncated at the first torn or corrupt batch and re-indexed when it cannot.
 //!
@@ -8,6 +10,9 @@
 //!   entries not increasing, pointing beyond the `.log`, past the segment's last offset);
 //! - any segment whose batches after the last offset index entry do not parse, or that does
 //!   not end exactly where the next segment begins.
+//!
+//! A closed segment may have gaps between its batches (the cleaner rewrote it); the active
+//! segment may not.
 //!
 //! Then the idempotent producers' state is loaded: the latest snapshot at or below the
 //! recovered log end offset, plus a walk of the batch headers after it
@@ -23,11 +28,11 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use crate::checkpoint::CleanerCheckpoint;
 use crate::checkpoint::{self, TMP_SUFFIX};
 use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
 use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
-use crate::checkpoint::CleanerCheckpoint;
 use crate::partition_log::{
     CLEANER_CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_CHECKPOINT_FILE,
     LOG_START_OFFSET_CHECKPOINT_FILE,
@@ -243,10 +248,20 @@ pub(crate) fn remove_leftovers(
             continue;
         }
         if offset_index {
-            remove(segment::temp_path(dir, base_offset, OFFSET_INDEX_SUFFIX, SWAP_SUFFIX))?;
+            remove(segment::temp_path(
+                dir,
+                base_offset,
+                OFFSET_INDEX_SUFFIX,
+                SWAP_SUFFIX,
+            ))?;
         }
         if time_index {
-            remove(segment::temp_path(dir, base_offset, TIME_INDEX_SUFFIX, SWAP_SUFFIX))?;
+            remove(segment::temp_path(
+                dir,
+                base_offset,
+                TIME_INDEX_SUFFIX,
+                SWAP_SUFFIX,
+            ))?;
         }
     }
     for (&base_offset, &[log, offset_index, time_index]) in &listing.segments {
@@ -545,13 +560,18 @@ fn check_without_scan(
         )
     });
     let gaps = next_base_offset.is_some();
-    let next_offset =
-        match segment::walk_tail(&*files.log, position, offset_at_position, log_len_bytes, gaps)
-            .map_err(|e| LogError::io("read", &files.log_path, e))?
-        {
-            Ok(next_offset) => next_offset,
-            Err(reason) => return Ok(Err(format!("tail does not parse: {reason}"))),
-        };
+    let next_offset = match segment::walk_tail(
+        &*files.log,
+        position,
+        offset_at_position,
+        log_len_bytes,
+        gaps,
+    )
+    .map_err(|e| LogError::io("read", &files.log_path, e))?
+    {
+        Ok(next_offset) => next_offset,
+        Err(reason) => return Ok(Err(format!("tail does not parse: {reason}"))),
+    };
     if let Some(e) = times.last {
         if base_offset + i64::from(e.relative_offset) >= next_offset {
             return Ok(Err(format!(

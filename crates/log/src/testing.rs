@@ -508,7 +508,7 @@ pub fn producer_batch(
 /// `timestamp_ms`, with offsets 0.. (the log assigns real ones) and no producer, encoded and
 /// compressed by `kafka-protocol`.
 pub fn keyed_batch(
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    records: &[runnel_model::batch::testing::KeyValue<'_>],
     timestamp_ms: i64,
     compression: kafka_protocol::records::Compression,
 ) -> Vec<u8> {
@@ -579,14 +579,21 @@ mod tests {
             kafka_protocol::records::Compression::Zstd,
         ] {
             let b = keyed_batch(
-                &[(Some(b"k"), Some(b"v")), (Some(b"k2"), None), (None, Some(b"x"))],
+                &[
+                    (Some(b"k"), Some(b"v")),
+                    (Some(b"k2"), None),
+                    (None, Some(b"x")),
+                ],
                 1_000,
                 compression,
             );
             let summary = validate_record_set(&b).unwrap();
             assert_eq!((summary.batch_count, summary.offset_count), (1, 3));
             let v = BatchView::parse(&b).unwrap();
-            assert_eq!((v.producer_id(), v.base_sequence(), v.max_timestamp()), (-1, -1, 1_000));
+            assert_eq!(
+                (v.producer_id(), v.base_sequence(), v.max_timestamp()),
+                (-1, -1, 1_000)
+            );
         }
     }
 }

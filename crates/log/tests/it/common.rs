@@ -98,7 +98,7 @@ pub fn keyed(
     timestamp_ms: i64,
     compression: kafka_protocol::records::Compression,
 ) -> Vec<u8> {
-    let kvs: Vec<(Option<&[u8]>, Option<&[u8]>)> = records
+    let kvs: Vec<runnel_model::batch::testing::KeyValue<'_>> = records
         .iter()
         .map(|(k, v)| (k.map(str::as_bytes), v.map(str::as_bytes)))
         .collect();

@@ -1,10 +1,10 @@
 //! Retention by time and size, the segment.ms roll timer, DeleteRecords, delayed file
 //! deletion and run-time config changes.
 
-use std::path::Path;
 use runnel_log::partition_log::LOG_START_OFFSET_CHECKPOINT_FILE;
 use runnel_log::testing::FaultyStorage;
 use runnel_log::{LogConfig, LogError, PartitionLog, TimestampType};
+use std::path::Path;
 
 use crate::common::*;
 
@@ -176,7 +176,10 @@ fn given_segment_ms_when_maybe_roll_should_roll_only_a_non_empty_segment_older_t
     // Empty: never rolled.
     assert!(!log.maybe_roll(T0_MS + 100 * MINUTE_MS).unwrap());
     append_at(&log, 1, T0_MS);
-    assert!(!log.maybe_roll(T0_MS + 10 * MINUTE_MS).unwrap(), "not older yet");
+    assert!(
+        !log.maybe_roll(T0_MS + 10 * MINUTE_MS).unwrap(),
+        "not older yet"
+    );
     assert!(log.maybe_roll(T0_MS + 10 * MINUTE_MS + 1).unwrap());
     assert_eq!(log.segment_base_offsets(), vec![0, 2]);
     assert!(
@@ -248,7 +251,11 @@ fn given_delete_records_should_move_the_start_delete_segments_below_it_and_survi
     let log = open(fs(), tmp.path(), small_config());
     assert_eq!(log.log_start_offset(), hw);
     assert_eq!(log.delete_records(-1, end).unwrap(), end);
-    assert_eq!(log.segment_base_offsets().len(), 1, "only the active segment");
+    assert_eq!(
+        log.segment_base_offsets().len(),
+        1,
+        "only the active segment"
+    );
     let (info, _) = append(&log, 1);
     assert_eq!(info.base_offset, end);
 }
@@ -319,7 +326,11 @@ fn given_config_update_should_apply_to_later_appends_and_rolls() {
     let mut bytes = batch_with(2, 40, T0_MS);
     let info = log.append(&mut bytes, 0, T0_MS + 7).unwrap();
     assert_eq!(info.log_append_time_ms, T0_MS + 7);
-    assert_eq!(log.segment_base_offsets().len(), 2, "rolled at the new size");
+    assert_eq!(
+        log.segment_base_offsets().len(),
+        2,
+        "rolled at the new size"
+    );
     append_at(&log, 10, T0_MS);
     assert!(log.segment_base_offsets().len() >= 4);
     for &base in &log.segment_base_offsets() {
@@ -350,7 +361,12 @@ fn given_crash_at_any_step_of_retention_should_reopen_consistent() {
         let faulty = FaultyStorage::new(fs());
         let log = PartitionLog::open(faulty.clone(), tmp.path(), small_config(), now).unwrap();
         let before = faulty.mutation_count();
-        assert!(log.apply_retention(now, MINUTE_MS, -1).unwrap().deleted_segments >= 2);
+        assert!(
+            log.apply_retention(now, MINUTE_MS, -1)
+                .unwrap()
+                .deleted_segments
+                >= 2
+        );
         (
             faulty.mutation_count() - before,
             log.segment_base_offsets().len(),
@@ -374,6 +390,10 @@ fn given_crash_at_any_step_of_retention_should_reopen_consistent() {
         assert_eq!(offsets_of(&rest).first().unwrap().0, start, "step {step}");
         // And the next retention finishes the job.
         log.apply_retention(now, MINUTE_MS, -1).unwrap();
-        assert_eq!(log.segment_base_offsets().len(), segments_left, "step {step}");
+        assert_eq!(
+            log.segment_base_offsets().len(),
+            segments_left,
+            "step {step}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod compaction;
 mod conformance;
 mod faults;
 mod lifecycle;
