@@ -45,6 +45,9 @@ pub struct StartOptions {
     /// `host:port` of the admin HTTP listener (`/metrics`, `/health/live`,
     /// `/health/ready`); `None` leaves it off.
     pub admin_listen: Option<String>,
+    /// The storage partition logs reach the disk through; `None` is the real file system.
+    /// Tests pass a fault-injecting one.
+    pub storage: Option<Arc<dyn runnel_log::Storage>>,
 }
 
 /// A broker serving on its listeners.
@@ -135,6 +138,7 @@ impl RunningBroker {
                 advertised_host.clone(),
                 advertised_port,
                 metrics.clone(),
+                options.storage.clone(),
             )
         })?;
         metrics.register_source(state::gauge_source(Arc::downgrade(&broker)));

@@ -229,6 +229,7 @@ impl Broker {
         advertised_host: String,
         advertised_port: u16,
         metrics: Arc<runnel_metrics::Metrics>,
+        storage: Option<Arc<dyn Storage>>,
     ) -> Result<Arc<Broker>, StartupError> {
         let data_dir = config.log_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir {
@@ -239,7 +240,7 @@ impl Broker {
             .map_err(|e| StartupError::Metadata(e.to_string()))?;
         let (metadata_log, image) =
             MetadataLog::open(&data_dir).map_err(|e| StartupError::Metadata(e.to_string()))?;
-        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new());
+        let storage: Arc<dyn Storage> = storage.unwrap_or_else(|| Arc::new(FsStorage::new()));
         let broker = Broker {
             node_id: config.node_id,
             cluster_id: meta.cluster_id.clone(),

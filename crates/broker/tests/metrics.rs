@@ -75,6 +75,7 @@ async fn metrics_parse_and_move_with_produce_and_fetch() {
         config,
         StartOptions {
             admin_listen: Some("127.0.0.1:0".into()),
+            storage: None,
         },
     )
     .await
