@@ -137,7 +137,7 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                     return;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = crate::state::stopped(&mut shutdown) => return,
         }
     }
 }

@@ -375,7 +375,7 @@ async fn run_shard(
                 let topics = ImageTopics(broker.image());
                 shard.tick(&topics, now_ms())
             }
-            _ = shutdown.changed() => return,
+            _ = crate::state::stopped(&mut shutdown) => return,
         };
         if !apply(&broker, &partition, out, &mut pending) {
             // The shard may hold state the log does not: answer what it holds with

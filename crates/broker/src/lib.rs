@@ -175,7 +175,7 @@ impl RunningBroker {
                         let b = flusher.clone();
                         let _ = tokio::task::spawn_blocking(move || b.retention_pass()).await;
                     }
-                    _ = shutdown.changed() => return,
+                    _ = crate::state::stopped(&mut shutdown) => return,
                 }
             }
         }));
@@ -194,7 +194,7 @@ impl RunningBroker {
                             let b = cleaner.clone();
                             let _ = tokio::task::spawn_blocking(move || b.cleaner_pass()).await;
                         }
-                        _ = shutdown.changed() => return,
+                        _ = crate::state::stopped(&mut shutdown) => return,
                     }
                 }
             }));

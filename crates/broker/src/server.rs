@@ -100,7 +100,7 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             },
-            _ = shutdown.changed() => {
+            _ = crate::state::stopped(&mut shutdown) => {
                 info!(addr = ?listener.local_addr().ok(), "listener stopped");
                 return;
             }

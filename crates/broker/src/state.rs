@@ -215,6 +215,12 @@ pub(crate) fn gauge_source(
 /// Producer ids handed out per metadata record (Kafka's block size).
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
+/// Resolves once the broker is shutting down, including when it already was when called
+/// (a receiver's `changed()` would miss that: a task started just before a SIGTERM hung).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await.map(|_| ());
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -826,7 +832,8 @@ impl Broker {
         })
     }
 
-    /// A receiver that changes to `true` when the broker shuts down.
+    /// A receiver whose value turns `true` when the broker shuts down; wait on it with
+    /// [`stopped`].
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown_tx.subscribe()
     }

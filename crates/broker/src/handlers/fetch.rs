@@ -258,7 +258,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.changed() => break results,
+            _ = crate::state::stopped(&mut shutdown) => break results,
         }
     };
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
