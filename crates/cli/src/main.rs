@@ -1,11 +1,23 @@
-//! `runnel`: the broker and (later) its tools, in one binary.
+//! `runnel`: the broker and its tools, in one binary.
+//!
+//! `runnel serve` runs a broker; every other subcommand is a Kafka client (librdkafka, through
+//! the rdkafka crate) that works against any Kafka-compatible broker given by `-b/--brokers`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use runnel_broker::{BrokerConfig, RunningBroker};
-use tracing::{error, info};
+
+mod client;
+mod cluster;
+mod consume;
+mod group;
+mod output;
+mod perf;
+mod produce;
+mod serve;
+mod timefmt;
+mod topic;
+mod wire;
 
 #[derive(Parser)]
 #[command(
@@ -21,27 +33,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker. With no arguments: data in ./runnel-data, Kafka API on localhost:9092.
-    Serve(ServeArgs),
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Data directory (Kafka's `log.dirs`).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Address to listen on for the Kafka API; also advertised unless --advertise is given.
-    #[arg(long, value_name = "HOST:PORT")]
-    listen: Option<String>,
-    /// Address advertised to clients in Metadata responses.
-    #[arg(long, value_name = "HOST:PORT")]
-    advertise: Option<String>,
-    /// A Kafka-style .properties file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// A setting by its Kafka property name, e.g. `--override num.partitions=3`. Repeatable;
-    /// wins over --config.
-    #[arg(long = "override", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
+    Serve(serve::ServeArgs),
+    /// Create, list, describe, reconfigure, grow and delete topics.
+    Topic(topic::TopicArgs),
+    /// Produce records to a topic: one per line from stdin or --file.
+    Produce(produce::ProduceArgs),
+    /// Consume records from a topic and print them, one per line.
+    Consume(consume::ConsumeArgs),
+    /// List, describe (with lag), reset the offsets of, and delete consumer groups.
+    Group(group::GroupArgs),
+    /// Show the cluster: its id, controller and brokers.
+    Cluster(cluster::ClusterArgs),
+    /// Measure produce and consume throughput and latency.
+    Perf(perf::PerfArgs),
 }
 
 /// See `runnel_broker::huge_alloc`: a bogus array count in a request must not abort the broker.
@@ -49,123 +53,53 @@ struct ServeArgs {
 static ALLOC: runnel_broker::huge_alloc::NoReserveForHuge =
     runnel_broker::huge_alloc::NoReserveForHuge;
 
-fn build_config(args: &ServeArgs) -> Result<BrokerConfig, String> {
-    let file_text = match &args.config {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
-    let mut overrides = Vec::new();
-    for o in &args.overrides {
-        let Some((k, v)) = o.split_once('=') else {
-            return Err(format!("--override '{o}' is not of the form key=value"));
-        };
-        overrides.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    if let Some(dir) = &args.data_dir {
-        overrides.push(("log.dirs".into(), dir.display().to_string()));
-    }
-    if let Some(listen) = &args.listen {
-        overrides.push(("listeners".into(), format!("PLAINTEXT://{listen}")));
-        // Advertised as given, except a wildcard host, which clients cannot dial.
-        let wildcard = listen.starts_with("0.0.0.0:")
-            || listen.starts_with("[::]:")
-            || listen.starts_with(':');
-        if args.advertise.is_none() {
-            let advertised = if wildcard {
-                format!("localhost:{}", listen.rsplit(':').next().unwrap_or("9092"))
-            } else {
-                listen.clone()
-            };
-            overrides.push((
-                "advertised.listeners".into(),
-                format!("PLAINTEXT://{advertised}"),
-            ));
-        }
-    }
-    if let Some(adv) = &args.advertise {
-        overrides.push(("advertised.listeners".into(), format!("PLAINTEXT://{adv}")));
-    }
-    BrokerConfig::from_sources(file_text.as_deref(), &overrides).map_err(|e| e.to_string())
-}
-
-/// SIGINT and SIGTERM handlers, installed before the broker announces it is ready so that a
-/// signal sent right after the ready line is not fatal.
-struct ShutdownSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(ShutdownSignals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
-}
-
-async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match build_config(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            error!("invalid configuration: {e}");
-            eprintln!("runnel: invalid configuration: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut signals = match ShutdownSignals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("runnel: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let running = match RunningBroker::start(config).await {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot start");
-            eprintln!("runnel: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    signals.wait().await;
-    info!("shutting down");
-    running.shutdown().await;
-    ExitCode::SUCCESS
-}
-
-fn main() -> ExitCode {
+fn init_logging(default_filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("runnel: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Command::Serve(args) = cli.command {
+        init_logging("info");
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("runnel: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let code = runtime.block_on(serve::serve(args));
+        // Everything was flushed and closed by now; do not wait without end for a blocking
+        // task (a throttled clean, a stuck disk) to notice.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+        return code;
+    }
+    // The tools print their results and short error sentences; logs only when asked (RUST_LOG).
+    init_logging("warn");
+    let result = match cli.command {
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Topic(args) => topic::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Group(args) => group::run(args),
+        Command::Cluster(args) => cluster::run(args),
+        Command::Perf(args) => perf::run(args),
     };
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runnel: {}", e.message);
+            ExitCode::from(e.exit_code)
+        }
     }
 }

@@ -58,6 +58,19 @@ fn given_properties_file_should_apply_it_and_overrides_win() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus.key"));
 }
 
+/// Kills the child if the test fails before it exits, so that no broker outlives the test
+/// (and holds on to cargo's stdout).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn given_sigterm_should_flush_close_and_exit_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,6 +83,7 @@ fn given_sigterm_should_flush_close_and_exit_cleanly() {
         .spawn()
         .expect("starts");
     let stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(child);
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -90,11 +104,11 @@ fn given_sigterm_should_flush_close_and_exit_cleanly() {
     }
     TcpStream::connect(("127.0.0.1", port)).expect("listening once ready");
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(child.0.id() as i32, libc::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "exits after SIGTERM");
@@ -111,4 +125,43 @@ fn given_sigterm_should_flush_close_and_exit_cleanly() {
         "{lines:#?}"
     );
     assert!(dir.path().join("meta.properties").exists());
+}
+
+#[test]
+fn given_admin_listen_should_serve_health_and_metrics() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let _guard = KillOnDrop(child);
+    let get = |path: &str| -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Some(r) = get("/health/ready").filter(|r| r.starts_with("HTTP/1.1 200")) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "ready before the deadline");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(ready.starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics").expect("metrics");
+    assert!(metrics.contains("runnel_connections_active"), "{metrics}");
 }
