@@ -49,3 +49,58 @@ where
     }
     Ok(by_shard)
 }
+
+/// Sends a request naming several groups to the shards that own them and merges the
+/// answers in request order. `request_for(positions)` builds one shard's request from the
+/// positions of its groups; `answers(response)` takes the per-group results out of a shard's
+/// response, in the order of its request; `error_item(id, code)` stands for a group whose
+/// shard could not answer.
+pub(crate) async fn fan_out<T>(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    version: i16,
+    group_ids: &[String],
+    request_for: impl Fn(&[usize]) -> GroupRequest,
+    answers: impl Fn(GroupResponse) -> Option<Vec<T>>,
+    error_item: impl Fn(&str, i16) -> T,
+) -> Vec<T> {
+    let split = match split_by_shard(broker, group_ids.iter().map(|s| s.as_str())).await {
+        Ok(s) => s,
+        Err(e) => {
+            return group_ids
+                .iter()
+                .map(|id| error_item(id, e.code()))
+                .collect()
+        }
+    };
+    let mut merged: Vec<Option<T>> = group_ids.iter().map(|_| None).collect();
+    for (shard, positions) in split {
+        let request = ShardRequest {
+            version,
+            body: request_for(&positions),
+        };
+        match broker
+            .shard_request(shard, ctx, request)
+            .await
+            .map(&answers)
+        {
+            Ok(Some(items)) => {
+                for (item, &p) in items.into_iter().zip(&positions) {
+                    merged[p] = Some(item);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                for &p in &positions {
+                    merged[p] = Some(error_item(&group_ids[p], e.code()));
+                }
+            }
+        }
+    }
+    let unknown = kafka_protocol::ResponseError::UnknownServerError.code();
+    merged
+        .into_iter()
+        .zip(group_ids)
+        .map(|(item, id)| item.unwrap_or_else(|| error_item(id, unknown)))
+        .collect()
+}
