@@ -1120,3 +1120,44 @@ async fn connections_beyond_max_connections_per_ip_are_closed_and_others_keep_wo
     }
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_topics_stamp_batches_with_the_broker_time() {
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("lat"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("message.timestamp.type"))
+            .with_value(Some(StrBytes::from_static_str("LogAppendTime")))])]);
+    assert_eq!(c.send(&req, 7).await.topics[0].error_code, 0);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let resp = c
+        .send(
+            &produce_req(
+                "lat",
+                0,
+                build_batch(0, 5, &[(None, Some(b"x".as_slice()))]),
+                -1,
+            ),
+            9,
+        )
+        .await;
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    assert!(p.log_append_time_ms >= before, "{}", p.log_append_time_ms);
+    let resp = c.send(&fetch_req("lat", 0, 0, 0, 0), 12).await;
+    let records = resp.responses[0].partitions[0].records.clone().unwrap();
+    let batch = Batches::new(&records).next().unwrap().unwrap();
+    assert!(batch.is_log_append_time());
+    assert_eq!(batch.max_timestamp(), p.log_append_time_ms);
+    batch
+        .validate()
+        .expect("the CRC was recomputed after the rewrite");
+    b.stop().await;
+}
