@@ -754,9 +754,6 @@ impl PartitionLog {
                     position += view.size_bytes() as u64;
                     continue;
                 }
-                if view.last_offset() >= upper_bound {
-                    break 'segments;
-                }
                 let size_bytes = view.size_bytes();
                 if out.len().saturating_add(size_bytes) > max_bytes
                     && !(out.is_empty() && min_one_batch)
@@ -765,9 +762,14 @@ impl PartitionLog {
                 }
                 // Never serve a corrupt batch: a bit flipped on disk after the recovery scan
                 // (or in a segment that was not scanned) is caught here. CRC-32C runs at
-                // several GB/s, cheap next to the copy.
+                // several GB/s, cheap next to the copy. It is checked before the bound, so a
+                // damaged last offset delta cannot stop a read silently short of the log end
+                // (found by fuzzing: consumers then fetched nothing forever).
                 if let Err(e) = view.verify_crc() {
                     return Err(self.corrupt(&snapshot.files.log_path, position, e.to_string()));
+                }
+                if view.last_offset() >= upper_bound {
+                    break 'segments;
                 }
                 out.extend_from_slice(view.as_bytes());
                 batch_count += 1;

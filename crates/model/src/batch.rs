@@ -200,12 +200,16 @@ impl<'a> BatchView<'a> {
     pub fn last_offset_delta(&self) -> i32 {
         be_i32(self.bytes, OFF_LAST_OFFSET_DELTA)
     }
+    /// `base_offset + last_offset_delta`, saturating: the header may come from damaged bytes
+    /// on disk, and arithmetic on it must not panic (a fuzzer found a base offset of
+    /// `i64::MAX` in a trusted segment).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        self.base_offset()
+            .saturating_add(i64::from(self.last_offset_delta()))
     }
-    /// The offset after this batch.
+    /// The offset after this batch (saturating, like [`BatchView::last_offset`]).
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
     pub fn base_timestamp(&self) -> i64 {
         be_i64(self.bytes, OFF_BASE_TIMESTAMP)
@@ -538,6 +542,15 @@ mod tests {
             BatchView::parse(&b),
             Err(BatchError::InvalidLength { .. })
         ));
+    }
+
+    #[test]
+    fn given_base_offset_near_i64_max_should_not_overflow() {
+        let mut b = simple_batch(0, 3);
+        b[0..8].copy_from_slice(&i64::MAX.to_be_bytes());
+        let v = BatchView::parse(&b).unwrap();
+        assert_eq!(v.last_offset(), i64::MAX);
+        assert_eq!(v.next_offset(), i64::MAX);
     }
 
     proptest! {
