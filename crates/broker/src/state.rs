@@ -912,13 +912,7 @@ impl Broker {
     /// Forgets idempotent producers idle longer than `producer.id.expiration.ms`.
     pub fn expire_producers(&self) {
         let now = now_ms();
-        let topics: Vec<Arc<TopicState>> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.topics_snapshot();
         for t in topics {
             for p in &t.partitions {
                 p.log.expire_producers(now);
@@ -929,13 +923,7 @@ impl Broker {
     /// Flushes the partitions whose `flush.ms` is due.
     pub fn flush_due(&self) {
         let now = now_ms();
-        let topics: Vec<Arc<TopicState>> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.topics_snapshot();
         for t in topics {
             for p in &t.partitions {
                 if let Err(e) = p.log.maybe_flush(now) {
@@ -948,13 +936,7 @@ impl Broker {
     /// Stops listeners and connections, then flushes and closes every partition.
     pub fn shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
-        let topics: Vec<Arc<TopicState>> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.topics_snapshot();
         for t in topics {
             for p in &t.partitions {
                 if let Err(e) = p.log.close() {
