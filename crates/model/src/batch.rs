@@ -78,6 +78,8 @@ pub enum BatchError {
     UnknownCompression { codec: i16 },
     #[error("empty record set")]
     Empty,
+    #[error("malformed control batch")]
+    MalformedControl,
 }
 
 /// Compression codec from the low three attribute bits.

@@ -1,6 +1,7 @@
 //! Small types shared by every Runnel crate. No I/O, no async runtime.
 
 pub mod batch;
+pub mod control;
 
 /// A broker's node id (`node.id`).
 pub type NodeId = i32;
