@@ -1420,6 +1420,28 @@ impl ClassicGroup {
         instance_id: Option<&str>,
         generation_id: i32,
     ) -> Result<(), ResponseError> {
+        self.validate_commit(member_id, instance_id, generation_id, false)
+    }
+
+    /// TxnOffsetCommit's check (KIP-447): as OffsetCommit's, except that a commit without
+    /// member and generation (TxnOffsetCommit v0–v2) is accepted in any state, and the group
+    /// state is not enforced (no REBALANCE_IN_PROGRESS).
+    pub fn validate_txn_offset_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
+        self.validate_commit(member_id, instance_id, generation_id, true)
+    }
+
+    fn validate_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        transactional: bool,
+    ) -> Result<(), ResponseError> {
         if generation_id < 0 && self.is_empty() {
             // A commit outside group management: accepted while the group has no members.
             return Ok(());
@@ -1429,10 +1451,10 @@ impl ClassicGroup {
             if generation_id != self.generation_id {
                 return Err(ResponseError::IllegalGeneration);
             }
-        } else if !self.is_empty() {
+        } else if !transactional && !self.is_empty() {
             return Err(ResponseError::UnknownMemberId);
         }
-        if self.state == ClassicState::CompletingRebalance {
+        if !transactional && self.state == ClassicState::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok(())

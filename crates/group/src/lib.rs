@@ -7,6 +7,15 @@
 //! appended. At start-up (or when leadership of the partition moves here) the runtime replays
 //! the partition's records through [`GroupCoordinatorShard::replay`] to rebuild the state.
 //!
+//! Transactional offset commits (KIP-98, KIP-447): TxnOffsetCommit makes the shard emit
+//! OffsetCommit records in [`Output::txn_records`], which the runtime appends as a
+//! transactional batch of the request's producer id and epoch. Those offsets stay pending
+//! until the transaction's marker is written to the partition: the runtime then calls
+//! [`GroupCoordinatorShard::complete_txn`] (after appending the marker, in the order of its
+//! appends). At replay, records of transactional batches go through
+//! [`GroupCoordinatorShard::replay_transactional`] and markers through
+//! [`GroupCoordinatorShard::replay_txn_marker`].
+//!
 //! Nothing here touches sockets, files or clocks: time comes in as `now_ms`, so every test
 //! is deterministic.
 
@@ -43,6 +52,7 @@ pub enum GroupRequest {
     Heartbeat(HeartbeatRequest),
     LeaveGroup(LeaveGroupRequest),
     OffsetCommit(OffsetCommitRequest),
+    TxnOffsetCommit(TxnOffsetCommitRequest),
     OffsetFetch(OffsetFetchRequest),
     OffsetDelete(OffsetDeleteRequest),
     ListGroups(ListGroupsRequest),
@@ -59,6 +69,7 @@ pub enum GroupResponse {
     Heartbeat(HeartbeatResponse),
     LeaveGroup(LeaveGroupResponse),
     OffsetCommit(OffsetCommitResponse),
+    TxnOffsetCommit(TxnOffsetCommitResponse),
     OffsetFetch(OffsetFetchResponse),
     OffsetDelete(OffsetDeleteResponse),
     ListGroups(ListGroupsResponse),
@@ -76,6 +87,20 @@ pub struct Output {
     pub records: Vec<GroupRecord>,
     /// Answers, possibly to requests received earlier (a JoinGroup waits for the rebalance).
     pub responses: Vec<(RequestId, GroupResponse)>,
+    /// Records to append **after** `records`, as one transactional batch (v2 batch,
+    /// `isTransactional` set, with the given producer id and epoch), also before any
+    /// response of this output is sent. Only TxnOffsetCommit fills it. The runtime must
+    /// replay such a batch's records with
+    /// [`replay_transactional`](GroupCoordinatorShard::replay_transactional).
+    pub txn_records: Option<TxnRecords>,
+}
+
+/// OffsetCommit records of one producer's transaction, pending until its marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRecords {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub records: Vec<GroupRecord>,
 }
 
 /// Kafka's `__consumer_offsets` partition for a group: `abs(groupId.hashCode) % partitions`,

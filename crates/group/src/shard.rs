@@ -31,6 +31,10 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestPartition;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -40,7 +44,7 @@ use crate::consumer::{ClientInfo, ConsumerGroup, ConsumerRecord};
 use crate::offsets::OffsetStore;
 use crate::records::{GroupRecord, OffsetCommitValue, RecordError};
 use crate::topics::TopicMetadata;
-use crate::{GroupRequest, GroupResponse, Output, RequestId, ShardRequest};
+use crate::{GroupRequest, GroupResponse, Output, RequestId, ShardRequest, TxnRecords};
 
 /// The group coordinator's settings, with Kafka's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,8 +190,15 @@ fn error_message(
 /// The longest string a record key holds (Kafka's classic `STRING`, `int16` length).
 const MAX_STRING_BYTES: usize = i16::MAX as usize;
 
-/// A topic's committed offsets as fetched: (partition, offset, leader epoch, metadata).
-type FetchedTopic = (String, Vec<(i32, i64, i32, String)>);
+/// A topic's committed offsets as fetched: (partition, offset, leader epoch, metadata,
+/// partition error code).
+type FetchedTopic = (String, Vec<(i32, i64, i32, String, i16)>);
+
+/// A TxnOffsetCommit topic's partitions: each to commit, or refused with an error code.
+type TxnCommitPlan<'a> = (
+    &'a TopicName,
+    Vec<(i32, Result<&'a TxnOffsetCommitRequestPartition, i16>)>,
+);
 
 /// Java's `String.length()`: the metadata bound counts UTF-16 code units.
 fn java_length(s: &str) -> usize {
@@ -246,8 +257,105 @@ impl GroupCoordinatorShard {
 
     // ---- replay ----------------------------------------------------------------------
 
-    /// Rebuilds state from one stored record, in log order, before any request.
-    pub fn replay(&mut self, record: &GroupRecord, _now_ms: i64) -> Result<(), RecordError> {
+    /// Rebuilds state from one stored record of a non-transactional batch, in log order,
+    /// before any request.
+    pub fn replay(&mut self, record: &GroupRecord, now_ms: i64) -> Result<(), RecordError> {
+        self.replay_record(None, record, now_ms)
+    }
+
+    /// Rebuilds state from one record of a **transactional** batch of `producer_id` (the
+    /// batch header's producer id), in log order: an OffsetCommit is pending until
+    /// [`replay_txn_marker`](Self::replay_txn_marker) for that producer. Other records replay
+    /// as with [`replay`](Self::replay).
+    pub fn replay_transactional(
+        &mut self,
+        producer_id: i64,
+        record: &GroupRecord,
+        now_ms: i64,
+    ) -> Result<(), RecordError> {
+        self.replay_record(Some(producer_id), record, now_ms)
+    }
+
+    /// Replays a transaction marker (control batch) of `producer_id` read from the partition:
+    /// `commit` moves the producer's pending offsets into the committed ones (each only if
+    /// no later commit of its partition is there, as Kafka), an abort drops them. A marker
+    /// with nothing pending is ignored.
+    pub fn replay_txn_marker(&mut self, producer_id: i64, commit: bool) {
+        for group in self.offsets.complete_txn(producer_id, commit) {
+            self.ensure_simple_group(&group);
+        }
+    }
+
+    /// Ends `producer_id`'s transaction once its marker is durably appended to this
+    /// partition (the runtime calls it after that append, in the order of its appends, so
+    /// that it matches [`replay_txn_marker`](Self::replay_txn_marker) at the next load). The
+    /// marker itself is the record: the output holds no record of its own today.
+    pub fn complete_txn(&mut self, producer_id: i64, commit: bool, now_ms: i64) -> Output {
+        let out = self.ensure_loaded(now_ms);
+        for group in self.offsets.complete_txn(producer_id, commit) {
+            self.ensure_simple_group(&group);
+            self.refresh_deadline(&group);
+        }
+        out
+    }
+
+    /// `producer_id`'s transactional offsets waiting for its marker: (group, topic,
+    /// partition, value), sorted.
+    pub fn pending_txn_offsets(
+        &self,
+        producer_id: i64,
+    ) -> Vec<(String, String, i32, OffsetCommitValue)> {
+        self.offsets.pending_of(producer_id)
+    }
+
+    /// Producers whose transaction committed offsets to this partition and has no marker
+    /// yet.
+    pub fn open_txn_producers(&self) -> Vec<i64> {
+        self.offsets.open_producers()
+    }
+
+    /// The committed offset of a partition for a group (what OffsetFetch answers without
+    /// `require_stable`).
+    pub fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&OffsetCommitValue> {
+        self.offsets.get(group, topic, partition)
+    }
+
+    /// A commit's metadata (null is empty), or OFFSET_METADATA_TOO_LARGE past
+    /// `offset.metadata.max.bytes` (or what a record's string holds).
+    fn commit_metadata(
+        &self,
+        metadata: Option<&kafka_protocol::protocol::StrBytes>,
+    ) -> Result<String, ResponseError> {
+        let metadata = metadata.map(|m| m.to_string()).unwrap_or_default();
+        let max = usize::try_from(self.config.offset_metadata_max_bytes.max(0)).unwrap_or(0);
+        if java_length(&metadata) > max || metadata.len() > MAX_STRING_BYTES {
+            Err(ResponseError::OffsetMetadataTooLarge)
+        } else {
+            Ok(metadata)
+        }
+    }
+
+    /// Offsets committed outside group management: a "simple" group holds them.
+    fn ensure_simple_group(&mut self, group: &str) {
+        if !self.groups.contains_key(group) {
+            self.groups.insert(
+                group.to_string(),
+                Group::Classic(Box::new(ClassicGroup::new(group, None, &self.config))),
+            );
+        }
+    }
+
+    fn replay_record(
+        &mut self,
+        producer_id: Option<i64>,
+        record: &GroupRecord,
+        _now_ms: i64,
+    ) -> Result<(), RecordError> {
         match record {
             GroupRecord::OffsetCommit {
                 group,
@@ -255,14 +363,16 @@ impl GroupCoordinatorShard {
                 partition,
                 value,
             } => {
-                if value.is_some() && !self.groups.contains_key(group) {
-                    // Offsets committed outside group management: a "simple" group holds them.
-                    self.groups.insert(
-                        group.clone(),
-                        Group::Classic(Box::new(ClassicGroup::new(group, None, &self.config))),
-                    );
+                if value.is_some() {
+                    self.ensure_simple_group(group);
                 }
-                self.offsets.apply(group, topic, *partition, value.clone());
+                match producer_id {
+                    None => self.offsets.apply(group, topic, *partition, value.clone()),
+                    Some(pid) => {
+                        self.offsets
+                            .apply_txn(pid, group, topic, *partition, value.clone())
+                    }
+                }
             }
             GroupRecord::GroupMetadata { group, value } => match value {
                 Some(v) => {
@@ -427,7 +537,9 @@ impl GroupCoordinatorShard {
     /// Returns whether the group has no offsets left.
     fn cleanup_expired_offsets(&mut self, gid: &str, now_ms: i64, out: &mut Output) -> bool {
         let Some(offsets) = self.offsets.group(gid) else {
-            return true;
+            // Kafka answers true here even with transactions open; Runnel keeps the group
+            // until their markers, as Kafka does when the group has committed offsets too.
+            return !self.offsets.has_open_txns(gid);
         };
         let Some(group) = self.groups.get(gid) else {
             return false;
@@ -463,15 +575,18 @@ impl GroupCoordinatorShard {
         };
         let mut expired = Vec::new();
         let mut all_expired = true;
-        for ((topic, partition), v) in offsets {
+        for ((topic, partition), stored) in offsets {
             if subscribed(topic) {
                 all_expired = false;
                 continue;
             }
-            let is_expired = match v.expire_timestamp {
-                Some(at) => now_ms >= at,
-                None => now_ms.saturating_sub(base(v)) >= retention,
-            };
+            let v = &stored.value;
+            // An offset is not expired while a transaction holds a new one for it (Kafka).
+            let is_expired = !self.offsets.has_pending(gid, topic, *partition)
+                && match v.expire_timestamp {
+                    Some(at) => now_ms >= at,
+                    None => now_ms.saturating_sub(base(v)) >= retention,
+                };
             if is_expired {
                 expired.push((topic.clone(), *partition));
             } else {
@@ -481,7 +596,8 @@ impl GroupCoordinatorShard {
         for (topic, partition) in expired {
             self.emit_offset(gid, &topic, partition, None, out);
         }
-        all_expired
+        // A group is not removed while a transaction that committed its offsets is open.
+        all_expired && !self.offsets.has_open_txns(gid)
     }
 
     /// Appends an OffsetCommit record to the output and applies it.
@@ -502,9 +618,14 @@ impl GroupCoordinatorShard {
         });
     }
 
-    /// Tombstones for a group and all its offsets; the group is gone from memory too.
+    /// Tombstones for a group and all its offsets, also those only pending in a
+    /// transaction (as Kafka's `deleteAllOffsets`: the tombstone drops the pending offset, so
+    /// the transaction's commit marker no longer brings it back); the group is gone from
+    /// memory too.
     fn delete_group(&mut self, gid: &str, out: &mut Output) {
-        for (topic, partition) in self.offsets.keys(gid) {
+        let mut keys = self.offsets.keys(gid);
+        keys.extend(self.offsets.pending_only_keys(gid));
+        for (topic, partition) in keys {
             self.emit_offset(gid, &topic, partition, None, out);
         }
         match self.groups.remove(gid) {
@@ -562,6 +683,10 @@ impl GroupCoordinatorShard {
             GroupRequest::OffsetCommit(req) => {
                 let r = self.offset_commit(version, req, topics, now_ms, &mut out);
                 respond(&mut out, GroupResponse::OffsetCommit(r));
+            }
+            GroupRequest::TxnOffsetCommit(req) => {
+                let r = self.txn_offset_commit(version, req, topics, now_ms, &mut out);
+                respond(&mut out, GroupResponse::TxnOffsetCommit(r));
             }
             GroupRequest::OffsetFetch(req) => {
                 let r = self.offset_fetch(version, req, topics);
@@ -860,8 +985,6 @@ impl GroupCoordinatorShard {
         };
         let expire_timestamp =
             (req.retention_time_ms != -1).then(|| now_ms.saturating_add(req.retention_time_ms));
-        let max_metadata =
-            usize::try_from(self.config.offset_metadata_max_bytes.max(0)).unwrap_or(0);
         let mut resp_topics = Vec::with_capacity(plan.len());
         for (mut rt, slots) in plan {
             for (partition, slot) in slots {
@@ -869,37 +992,22 @@ impl GroupCoordinatorShard {
                     (Slot::Done(code), _) => code,
                     (Slot::Commit(..), Err(e)) => e.code(),
                     (Slot::Commit(topic, p), Ok(())) => {
-                        let metadata = p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default();
-                        if java_length(&metadata) > max_metadata
-                            || metadata.len() > MAX_STRING_BYTES
-                        {
-                            ResponseError::OffsetMetadataTooLarge.code()
-                        } else {
-                            if !self.groups.contains_key(&gid) {
+                        match self.commit_metadata(p.committed_metadata.as_ref()) {
+                            Err(e) => e.code(),
+                            Ok(metadata) => {
                                 // A commit outside group management makes a simple group.
-                                self.groups.insert(
-                                    gid.clone(),
-                                    Group::Classic(Box::new(ClassicGroup::new(
-                                        &gid,
-                                        None,
-                                        &self.config,
-                                    ))),
-                                );
+                                self.ensure_simple_group(&gid);
+                                let value = OffsetCommitValue {
+                                    offset: p.committed_offset,
+                                    leader_epoch: p.committed_leader_epoch,
+                                    metadata,
+                                    commit_timestamp: now_ms,
+                                    expire_timestamp,
+                                    topic_id: None,
+                                };
+                                self.emit_offset(&gid, &topic, partition, Some(value), out);
+                                0
                             }
-                            let value = OffsetCommitValue {
-                                offset: p.committed_offset,
-                                leader_epoch: p.committed_leader_epoch,
-                                metadata,
-                                commit_timestamp: now_ms,
-                                expire_timestamp,
-                                topic_id: None,
-                            };
-                            self.emit_offset(&gid, &topic, partition, Some(value), out);
-                            0
                         }
                     }
                 };
@@ -915,22 +1023,185 @@ impl GroupCoordinatorShard {
         OffsetCommitResponse::default().with_topics(resp_topics)
     }
 
+    /// TxnOffsetCommit (KIP-98; member checks of v3+ from KIP-447): the offsets are written
+    /// as a transactional batch of the request's producer ([`Output::txn_records`]) and stay
+    /// pending until the producer's transaction marker ([`complete_txn`](Self::complete_txn)).
+    fn txn_offset_commit(
+        &mut self,
+        version: i16,
+        req: TxnOffsetCommitRequest,
+        topics: &dyn TopicMetadata,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> TxnOffsetCommitResponse {
+        let gid = req.group_id.0.to_string();
+        // Versions 0-2 have no member fields: they commit as outside group management.
+        let (generation, member_id, instance_id) = if version >= 3 {
+            (
+                req.generation_id,
+                req.member_id.to_string(),
+                req.group_instance_id.as_ref().map(|s| s.to_string()),
+            )
+        } else {
+            (-1, String::new(), None)
+        };
+        // Partitions of unknown topics are refused before the group is looked at (Kafka's
+        // request handler); the others wait for the group's verdict.
+        let plan: Vec<TxnCommitPlan<'_>> = req
+            .topics
+            .iter()
+            .map(|t| {
+                let info = topics.topic_by_name(t.name.as_str());
+                let slots = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let slot = match &info {
+                            Some(i)
+                                if p.partition_index >= 0 && p.partition_index < i.partitions =>
+                            {
+                                Ok(p)
+                            }
+                            _ => Err(ResponseError::UnknownTopicOrPartition.code()),
+                        };
+                        (p.partition_index, slot)
+                    })
+                    .collect();
+                (&t.name, slots)
+            })
+            .collect();
+        let any_valid = plan
+            .iter()
+            .any(|(_, slots)| slots.iter().any(|(_, s)| s.is_ok()));
+        let validation = if !any_valid {
+            Ok(())
+        } else if gid.is_empty() || gid.len() > MAX_STRING_BYTES {
+            Err(ResponseError::InvalidGroupId)
+        } else if req.producer_id.0 < 0 || req.producer_epoch < 0 {
+            // Runnel's guard: without a producer there is no transactional batch to write.
+            Err(ResponseError::InvalidProducerIdMapping)
+        } else {
+            match self.groups.get(&gid) {
+                // A simple group is made for a commit outside group management.
+                None if generation < 0 => Ok(()),
+                None => Err(ResponseError::IllegalGeneration),
+                Some(Group::Classic(g)) => {
+                    g.validate_txn_offset_commit(&member_id, instance_id.as_deref(), generation)
+                }
+                Some(Group::Consumer(g)) => {
+                    match g.validate_offset_commit(&member_id, generation) {
+                        // Kafka answers a stale member epoch with ILLEGAL_GENERATION here.
+                        Err(ResponseError::StaleMemberEpoch) => {
+                            Err(ResponseError::IllegalGeneration)
+                        }
+                        r => r,
+                    }
+                }
+            }
+        };
+        let mut records = Vec::new();
+        let mut resp_topics = Vec::with_capacity(plan.len());
+        for (name, slots) in plan {
+            let mut partitions = Vec::with_capacity(slots.len());
+            for (partition, slot) in slots {
+                let code = match (slot, validation) {
+                    (Err(code), _) => code,
+                    (Ok(_), Err(e)) => e.code(),
+                    (Ok(p), Ok(())) => match self.commit_metadata(p.committed_metadata.as_ref()) {
+                        Err(e) => e.code(),
+                        Ok(metadata) => {
+                            self.ensure_simple_group(&gid);
+                            let value = OffsetCommitValue {
+                                offset: p.committed_offset,
+                                leader_epoch: if version >= 2 {
+                                    p.committed_leader_epoch
+                                } else {
+                                    -1
+                                },
+                                metadata,
+                                commit_timestamp: now_ms,
+                                expire_timestamp: None,
+                                topic_id: None,
+                            };
+                            self.offsets.apply_txn(
+                                req.producer_id.0,
+                                &gid,
+                                name.as_str(),
+                                partition,
+                                Some(value.clone()),
+                            );
+                            records.push(GroupRecord::OffsetCommit {
+                                group: gid.clone(),
+                                topic: name.to_string(),
+                                partition,
+                                value: Some(value),
+                            });
+                            0
+                        }
+                    },
+                };
+                partitions.push(
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(partition)
+                        .with_error_code(code),
+                );
+            }
+            resp_topics.push(
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        if !records.is_empty() {
+            debug_assert!(
+                out.txn_records.is_none(),
+                "one transactional batch per output"
+            );
+            out.txn_records = Some(TxnRecords {
+                producer_id: req.producer_id.0,
+                producer_epoch: req.producer_epoch,
+                records,
+            });
+        }
+        self.refresh_deadline(&gid);
+        TxnOffsetCommitResponse::default().with_topics(resp_topics)
+    }
+
     /// One group's committed offsets: `topics` None = all of them. An unknown partition
-    /// (or group) gives offset -1 and no error, as in Kafka.
+    /// (or group) gives offset -1 and no error, as in Kafka. With `require_stable`
+    /// (OffsetFetch v7+), a partition with a transactional offset waiting for its marker
+    /// answers UNSTABLE_OFFSET_COMMIT with offset -1 (Kafka's partition-level error; the
+    /// client retries). Fetching all offsets lists only partitions with a committed one.
     fn fetch_group_offsets(
         &self,
         gid: &str,
         requested: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> Vec<FetchedTopic> {
+        let unstable = |topic: &str, p: i32| {
+            (require_stable && self.offsets.has_pending(gid, topic, p)).then(|| {
+                (
+                    p,
+                    -1,
+                    -1,
+                    String::new(),
+                    ResponseError::UnstableOffsetCommit.code(),
+                )
+            })
+        };
         match requested {
             Some(topics) => topics
                 .into_iter()
                 .map(|(name, partitions)| {
                     let parts = partitions
                         .into_iter()
-                        .map(|p| match self.offsets.get(gid, &name, p) {
-                            Some(v) => (p, v.offset, v.leader_epoch, v.metadata.clone()),
-                            None => (p, -1, -1, String::new()),
+                        .map(|p| {
+                            unstable(&name, p).unwrap_or_else(|| {
+                                match self.offsets.get(gid, &name, p) {
+                                    Some(v) => (p, v.offset, v.leader_epoch, v.metadata.clone(), 0),
+                                    None => (p, -1, -1, String::new(), 0),
+                                }
+                            })
                         })
                         .collect();
                     (name, parts)
@@ -939,8 +1210,11 @@ impl GroupCoordinatorShard {
             None => {
                 let mut by_topic: Vec<FetchedTopic> = Vec::new();
                 if let Some(offsets) = self.offsets.group(gid) {
-                    for ((topic, p), v) in offsets {
-                        let entry = (*p, v.offset, v.leader_epoch, v.metadata.clone());
+                    for ((topic, p), stored) in offsets {
+                        let v = &stored.value;
+                        let entry = unstable(topic, *p).unwrap_or_else(|| {
+                            (*p, v.offset, v.leader_epoch, v.metadata.clone(), 0)
+                        });
                         match by_topic.last_mut() {
                             Some((t, parts)) if t == topic => parts.push(entry),
                             _ => by_topic.push((topic.clone(), vec![entry])),
@@ -978,7 +1252,8 @@ impl GroupCoordinatorShard {
                     .map(|t| (t.name.to_string(), t.partition_indexes))
                     .collect()
             });
-            let result = self.fetch_group_offsets(&gid, requested);
+            let require_stable = version >= 7 && req.require_stable;
+            let result = self.fetch_group_offsets(&gid, requested, require_stable);
             let topics = result
                 .into_iter()
                 .map(|(name, parts)| {
@@ -987,12 +1262,13 @@ impl GroupCoordinatorShard {
                         .with_partitions(
                             parts
                                 .into_iter()
-                                .map(|(p, offset, epoch, metadata)| {
+                                .map(|(p, offset, epoch, metadata, error_code)| {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
                                         .with_metadata(Some(sb(&metadata)))
+                                        .with_error_code(error_code)
                                 })
                                 .collect(),
                         )
@@ -1000,6 +1276,7 @@ impl GroupCoordinatorShard {
                 .collect();
             return OffsetFetchResponse::default().with_topics(topics);
         }
+        let require_stable = req.require_stable;
         let groups = req
             .groups
             .into_iter()
@@ -1033,7 +1310,7 @@ impl GroupCoordinatorShard {
                     }
                     named
                 });
-                let result = self.fetch_group_offsets(&gid, requested);
+                let result = self.fetch_group_offsets(&gid, requested, require_stable);
                 let mut rtopics: Vec<OffsetFetchResponseTopics> = result
                     .into_iter()
                     .map(|(name, parts)| {
@@ -1042,12 +1319,13 @@ impl GroupCoordinatorShard {
                             .with_partitions(
                                 parts
                                     .into_iter()
-                                    .map(|(p, offset, epoch, metadata)| {
+                                    .map(|(p, offset, epoch, metadata, error_code)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(sb(&metadata)))
+                                            .with_error_code(error_code)
                                     })
                                     .collect(),
                             );
@@ -1122,7 +1400,10 @@ impl GroupCoordinatorShard {
                             if subscribed {
                                 ResponseError::GroupSubscribedToTopic.code()
                             } else {
-                                if self.offsets.get(&gid, &name, p.partition_index).is_some() {
+                                // A pending transactional offset gets a tombstone too (Kafka).
+                                if self.offsets.get(&gid, &name, p.partition_index).is_some()
+                                    || self.offsets.has_pending(&gid, &name, p.partition_index)
+                                {
                                     tombstones.push((name.clone(), p.partition_index));
                                 }
                                 0
@@ -1142,7 +1423,9 @@ impl GroupCoordinatorShard {
             );
         }
         for (topic, partition) in tombstones {
-            if self.offsets.get(&gid, &topic, partition).is_some() {
+            if self.offsets.get(&gid, &topic, partition).is_some()
+                || self.offsets.has_pending(&gid, &topic, partition)
+            {
                 self.emit_offset(&gid, &topic, partition, None, out);
             }
         }

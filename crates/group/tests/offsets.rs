@@ -22,19 +22,7 @@ const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
 /// A stable one-member group "g" subscribed to "orders"; returns (member, generation).
 fn stable_group(h: &mut Harness) -> (String, i32) {
-    let j = h.join_dynamic("g", "c", &["orders"]);
-    h.advance(5_000);
-    let r = h.join_response(j);
-    let m = r.member_id.to_string();
-    let s = h.sync(
-        5,
-        "g",
-        &m,
-        r.generation_id,
-        &[(&m, bytes::Bytes::from_static(b"a"))],
-    );
-    assert_eq!(h.sync_response(s).error_code, 0);
-    (m, r.generation_id)
+    h.stable_group("g", None)
 }
 
 #[test]

@@ -79,6 +79,7 @@ pub fn assert_encodes(r: &GroupResponse, version: i16) {
         GroupResponse::Heartbeat(r) => r.encode(&mut buf, version),
         GroupResponse::LeaveGroup(r) => r.encode(&mut buf, version),
         GroupResponse::OffsetCommit(r) => r.encode(&mut buf, version),
+        GroupResponse::TxnOffsetCommit(r) => r.encode(&mut buf, version),
         GroupResponse::OffsetFetch(r) => r.encode(&mut buf, version),
         GroupResponse::OffsetDelete(r) => r.encode(&mut buf, version),
         GroupResponse::ListGroups(r) => r.encode(&mut buf, version),
@@ -92,13 +93,26 @@ pub fn assert_encodes(r: &GroupResponse, version: i16) {
     }
 }
 
+/// One entry of the partition as the runtime writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEntry {
+    /// A record of a plain batch.
+    Plain(GroupRecord),
+    /// A record of a transactional batch of this producer id.
+    Txn(i64, GroupRecord),
+    /// A transaction marker of this producer id (true: commit).
+    Marker(i64, bool),
+}
+
 pub struct Harness {
     pub shard: GroupCoordinatorShard,
     pub topics: StaticTopics,
     pub now: i64,
     next_id: RequestId,
-    /// Every record the shard emitted, in order (the log).
+    /// Every record the shard emitted, in order (the log), transactional ones included.
     pub log: Vec<GroupRecord>,
+    /// The partition as written: records with their batch kind, and markers, in order.
+    pub entries: Vec<LogEntry>,
     /// Answers not yet taken by the test.
     pub answers: BTreeMap<RequestId, GroupResponse>,
     /// Requests sent and not yet answered (id → version).
@@ -119,6 +133,7 @@ impl Harness {
             now: T0,
             next_id: 1,
             log: Vec::new(),
+            entries: Vec::new(),
             answers: BTreeMap::new(),
             waiting: BTreeMap::new(),
             answered: BTreeMap::new(),
@@ -132,7 +147,19 @@ impl Harness {
             let back = GroupRecord::decode(&k, v.as_deref()).expect("record decodes");
             assert_eq!(&back, r, "record round trip");
         }
+        self.entries
+            .extend(out.records.iter().cloned().map(LogEntry::Plain));
         self.log.extend(out.records);
+        if let Some(txn) = out.txn_records {
+            assert!(!txn.records.is_empty(), "an empty transactional batch");
+            for r in &txn.records {
+                let (k, v) = r.encode();
+                let back = GroupRecord::decode(&k, v.as_deref()).expect("record decodes");
+                assert_eq!(&back, r, "record round trip");
+                self.entries.push(LogEntry::Txn(txn.producer_id, r.clone()));
+            }
+            self.log.extend(txn.records);
+        }
         for (id, r) in out.responses {
             let version = self
                 .waiting
@@ -242,6 +269,27 @@ impl Harness {
         let mut j = j;
         j.member_id = r.member_id.to_string();
         self.join(5, &j)
+    }
+
+    /// A one-member group subscribed to "orders", joined (JoinGroup v5, with `instance` as
+    /// static member) but not yet synced: CompletingRebalance. Returns (member, generation).
+    pub fn joined_group(&mut self, group: &str, instance: Option<&str>) -> (String, i32) {
+        let j = match instance {
+            None => self.join_dynamic(group, "c", &["orders"]),
+            Some(i) => self.join(5, &Join::new(group, "c", &["orders"]).instance(i)),
+        };
+        self.advance(5_000);
+        let r = self.join_response(j);
+        assert_eq!(r.error_code, 0);
+        (r.member_id.to_string(), r.generation_id)
+    }
+
+    /// The group of [`joined_group`](Self::joined_group), synced: Stable.
+    pub fn stable_group(&mut self, group: &str, instance: Option<&str>) -> (String, i32) {
+        let (m, gen) = self.joined_group(group, instance);
+        let s = self.sync(5, group, &m, gen, &[(&m, Bytes::from_static(b"a"))]);
+        assert_eq!(self.sync_response(s).error_code, 0);
+        (m, gen)
     }
 
     pub fn sync(
@@ -377,8 +425,20 @@ impl Harness {
         group: &str,
         topics: Option<&[(&str, &[i32])]>,
     ) -> Vec<(String, i32, i64, String, i16)> {
-        let req =
-            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        self.fetch_at(8, group, topics, false)
+    }
+
+    /// OffsetFetch v8+ for one group: (topic, partition, offset, metadata, error) sorted.
+    pub fn fetch_at(
+        &mut self,
+        version: i16,
+        group: &str,
+        topics: Option<&[(&str, &[i32])]>,
+        require_stable: bool,
+    ) -> Vec<(String, i32, i64, String, i16)> {
+        let req = OffsetFetchRequest::default()
+            .with_require_stable(require_stable)
+            .with_groups(vec![OffsetFetchRequestGroup::default()
                 .with_group_id(gid(group))
                 .with_topics(topics.map(|ts| {
                     ts.iter()
@@ -389,7 +449,7 @@ impl Harness {
                         })
                         .collect()
                 }))]);
-        let r = match self.call(8, GroupRequest::OffsetFetch(req)) {
+        let r = match self.call(version, GroupRequest::OffsetFetch(req)) {
             GroupResponse::OffsetFetch(r) => r,
             other => panic!("{other:?}"),
         };
@@ -439,6 +499,83 @@ impl Harness {
             GroupResponse::OffsetFetch(r) => r,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// TxnOffsetCommit at `version` for `group` by `producer_id` (epoch 0), with the member
+    /// fields of v3+.
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit_as(
+        &mut self,
+        version: i16,
+        producer_id: i64,
+        group: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        offsets: &[(&str, i32, i64, Option<&str>)],
+    ) -> TxnOffsetCommitResponse {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        let mut by_topic: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
+        for (t, p, o, m) in offsets {
+            let part = TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(*p)
+                .with_committed_offset(*o)
+                .with_committed_leader_epoch(if version >= 2 { 7 } else { -1 })
+                .with_committed_metadata(m.map(sb));
+            match by_topic.iter_mut().find(|x| x.name.as_str() == *t) {
+                Some(x) => x.partitions.push(part),
+                None => by_topic.push(
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(tname(t))
+                        .with_partitions(vec![part]),
+                ),
+            }
+        }
+        let mut req = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(sb(&format!("txn-{producer_id}"))))
+            .with_group_id(gid(group))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0)
+            .with_topics(by_topic);
+        if version >= 3 {
+            req.generation_id = generation;
+            req.member_id = sb(member_id);
+            req.group_instance_id = instance.map(sb);
+        }
+        match self.call(version, GroupRequest::TxnOffsetCommit(req)) {
+            GroupResponse::TxnOffsetCommit(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// TxnOffsetCommit v3 outside group management (generation -1, no member).
+    pub fn txn_commit(
+        &mut self,
+        producer_id: i64,
+        group: &str,
+        offsets: &[(&str, i32, i64, Option<&str>)],
+    ) -> TxnOffsetCommitResponse {
+        self.txn_commit_as(3, producer_id, group, "", None, -1, offsets)
+    }
+
+    /// Error codes of a TxnOffsetCommit answer, flattened in request order.
+    pub fn txn_codes(r: &TxnOffsetCommitResponse) -> Vec<i16> {
+        r.topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect()
+    }
+
+    /// OffsetFetch v8 with `require_stable`, for one group: (topic, partition, offset,
+    /// metadata, error) sorted.
+    pub fn fetch_stable(
+        &mut self,
+        group: &str,
+        topics: Option<&[(&str, &[i32])]>,
+    ) -> Vec<(String, i32, i64, String, i16)> {
+        self.fetch_at(8, group, topics, true)
     }
 
     pub fn describe(&mut self, version: i16, groups: &[&str]) -> DescribeGroupsResponse {
@@ -493,14 +630,30 @@ impl Harness {
         }
     }
 
+    /// Writes a transaction marker for `producer_id` to the partition and tells the shard,
+    /// as the runtime does.
+    pub fn marker(&mut self, producer_id: i64, commit: bool) {
+        self.entries.push(LogEntry::Marker(producer_id, commit));
+        let out = self.shard.complete_txn(producer_id, commit, self.now);
+        self.absorb(out);
+    }
+
     /// Replays the whole log into a fresh shard (as a restart does).
     pub fn restarted(&self) -> Harness {
         let mut shard =
             GroupCoordinatorShard::new(0, self.shard.config().clone()).with_member_id_seed(7);
-        for r in &self.log {
+        let decode = |r: &GroupRecord| {
             let (k, v) = r.encode();
-            let decoded = GroupRecord::decode(&k, v.as_deref()).expect("decode");
-            shard.replay(&decoded, self.now).expect("replay");
+            GroupRecord::decode(&k, v.as_deref()).expect("decode")
+        };
+        for e in &self.entries {
+            match e {
+                LogEntry::Plain(r) => shard.replay(&decode(r), self.now).expect("replay"),
+                LogEntry::Txn(pid, r) => shard
+                    .replay_transactional(*pid, &decode(r), self.now)
+                    .expect("replay"),
+                LogEntry::Marker(pid, commit) => shard.replay_txn_marker(*pid, *commit),
+            }
         }
         let mut h = Harness {
             shard,
@@ -508,6 +661,7 @@ impl Harness {
             now: self.now,
             next_id: 1_000_000,
             log: self.log.clone(),
+            entries: self.entries.clone(),
             answers: BTreeMap::new(),
             waiting: BTreeMap::new(),
             answered: BTreeMap::new(),
