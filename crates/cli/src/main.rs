@@ -13,6 +13,7 @@ mod consume;
 mod group;
 mod output;
 mod perf;
+mod procstat;
 mod produce;
 mod serve;
 mod timefmt;

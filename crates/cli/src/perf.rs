@@ -17,7 +17,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::Message;
 use serde_json::json;
@@ -60,6 +60,36 @@ enum PerfCmd {
         partitions: Option<i32>,
         #[command(flatten)]
         tuning: ProducerTuning,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Produce at a fixed rate and consume in the same process: latency from each produce call
+    /// to the consumer's receipt of the record.
+    #[command(group(clap::ArgGroup::new("amount").required(true).args(["num_records", "duration"])))]
+    E2e {
+        topic: String,
+        /// How many records to send.
+        #[arg(short = 'n', long, value_name = "N")]
+        num_records: Option<u64>,
+        /// For how long to send (e.g. 30s); with --num-records, whichever ends first.
+        #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Bytes of value per record (at least 8: the send instant is in the first 8).
+        #[arg(short = 's', long, default_value_t = 1024, value_name = "BYTES")]
+        record_size: usize,
+        /// The fixed rate, records/s.
+        #[arg(short = 't', long, value_name = "RECORDS/S")]
+        throughput: u64,
+        /// Create the topic with this many partitions if it does not exist.
+        #[arg(short = 'p', long, value_name = "N")]
+        partitions: Option<i32>,
+        /// Give up waiting for the last records when none arrives for this long.
+        #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+        idle_timeout: Duration,
+        #[command(flatten)]
+        tuning: ProducerTuning,
+        #[command(flatten)]
+        load: LoadArgs,
     },
     /// Consume records as fast as possible and report throughput and end-to-end latency.
     #[command(group(clap::ArgGroup::new("amount").required(true).args(["num_records", "duration"])))]
@@ -81,6 +111,113 @@ enum PerfCmd {
     },
 }
 
+/// How `perf produce` and `perf e2e` shape their load.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// How long the client waits to fill a batch (librdkafka `linger.ms`); default: the
+    /// client's (5 ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    linger: Option<Duration>,
+    /// Largest record batch in bytes (librdkafka `batch.size`; `message.max.bytes` is raised
+    /// to fit it); default: the client's (1,000,000).
+    #[arg(long, value_name = "BYTES")]
+    batch_size: Option<u32>,
+    /// Record values: `letters`, the same pseudo-random letters in every record (as Kafka's
+    /// tool), or `half-random`, a different value in every record, half of its bytes random
+    /// and half zeros (compresses to about half).
+    #[arg(long, value_enum, default_value_t = Payload::Letters)]
+    payload: Payload,
+    /// Send record i to partition i mod N (default: the client's partitioner, which spreads
+    /// records without a key in sticky batches).
+    #[arg(long)]
+    round_robin: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Letters,
+    HalfRandom,
+}
+
+impl Payload {
+    fn name(self) -> &'static str {
+        match self {
+            Payload::Letters => "letters",
+            Payload::HalfRandom => "half-random",
+        }
+    }
+}
+
+impl LoadArgs {
+    fn properties(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some(l) = self.linger {
+            v.push(("linger.ms", format!("{}", l.as_secs_f64() * 1000.0)));
+        }
+        if let Some(b) = self.batch_size {
+            v.push(("batch.size", b.to_string()));
+            // A batch must fit in a request; librdkafka's default request bound is 1,000,000.
+            v.push((
+                "message.max.bytes",
+                (u64::from(b) + 65_536).max(1_000_000).to_string(),
+            ));
+        }
+        v
+    }
+}
+
+/// The values records are cut from: with `half-random`, a pool in which every aligned block of
+/// 256 bytes is random or zero in turn, cut at a different offset for each record.
+struct Values {
+    pool: Vec<u8>,
+    size: usize,
+    varying: bool,
+}
+
+impl Values {
+    const POOL_WINDOWS: usize = 1 << 16;
+
+    fn new(kind: Payload, size: usize) -> Values {
+        match kind {
+            Payload::Letters => Values {
+                pool: payload(size),
+                size,
+                varying: false,
+            },
+            Payload::HalfRandom => {
+                let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+                let pool = (0..Self::POOL_WINDOWS + size)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if (i / 256) % 2 == 0 {
+                            (x >> 24) as u8
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                Values {
+                    pool,
+                    size,
+                    varying: true,
+                }
+            }
+        }
+    }
+
+    /// The value of record `i`.
+    fn get(&self, i: u64) -> &[u8] {
+        if !self.varying {
+            return &self.pool[..self.size];
+        }
+        // 8191 is odd, so consecutive records start at different offsets across the pool.
+        let off = (i.wrapping_mul(8191) % Self::POOL_WINDOWS as u64) as usize;
+        &self.pool[off..off + self.size]
+    }
+}
+
 pub fn run(args: PerfArgs) -> CliResult<()> {
     let conn = &args.conn;
     match args.cmd {
@@ -92,6 +229,7 @@ pub fn run(args: PerfArgs) -> CliResult<()> {
             throughput,
             partitions,
             tuning,
+            load,
         } => produce(
             conn,
             &topic,
@@ -101,6 +239,31 @@ pub fn run(args: PerfArgs) -> CliResult<()> {
             throughput,
             partitions,
             &tuning,
+            &load,
+        ),
+        PerfCmd::E2e {
+            topic,
+            num_records,
+            duration,
+            record_size,
+            throughput,
+            partitions,
+            idle_timeout,
+            tuning,
+            load,
+        } => e2e(
+            conn,
+            &E2eSpec {
+                topic: &topic,
+                num_records,
+                duration,
+                record_size,
+                rate: throughput,
+                partitions,
+                idle_timeout,
+            },
+            &tuning,
+            &load,
         ),
         PerfCmd::Consume {
             topic,
@@ -251,6 +414,95 @@ fn payload(size: usize) -> Vec<u8> {
         .collect()
 }
 
+/// With `--partitions`, creates the topic with that many partitions unless it exists.
+fn create_topic(conn: &ConnArgs, topic: &str, partitions: Option<i32>) -> CliResult<()> {
+    let Some(p) = partitions else {
+        return Ok(());
+    };
+    if p < 1 {
+        return Err(CliError::usage("--partitions must be at least 1"));
+    }
+    let admin = conn.admin()?;
+    let res = wait(admin.create_topics(
+        &[NewTopic::new(topic, p, TopicReplication::Fixed(-1))],
+        &conn.admin_options(),
+    ))
+    .map_err(|e| conn.unreachable_or(e, &format!("cannot create topic '{topic}'")))?;
+    match res.into_iter().next() {
+        Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(()),
+        Some(Err((_, code))) => Err(CliError::new(code_sentence(
+            &format!("cannot create topic '{topic}'"),
+            code,
+        ))),
+    }
+}
+
+/// The partitions of `topic` as the client sees them (waiting, bounded, until it has as many as
+/// `expected`, which a topic just created may not show at once).
+fn partition_count<C: ClientContext>(
+    conn: &ConnArgs,
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    expected: Option<i32>,
+) -> CliResult<i32> {
+    let deadline = Instant::now() + conn.timeout;
+    loop {
+        let md = conn.metadata(client, Some(topic))?;
+        let n = topic_partitions(&md, topic)?.len() as i32;
+        if expected.is_none_or(|e| n >= e) || Instant::now() >= deadline {
+            return Ok(n);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The producer of `perf produce` and `perf e2e`, once the cluster has answered; its context
+/// counts acknowledgements and their latency from now.
+fn perf_producer(
+    conn: &ConnArgs,
+    tuning: &ProducerTuning,
+    load: &LoadArgs,
+) -> CliResult<BaseProducer<Stats>> {
+    let stats = Stats {
+        start: Instant::now(),
+        acked: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latency_us: Mutex::new(new_histogram()),
+        first_error: Mutex::new(None),
+    };
+    let mut props = tuning.properties(conn.timeout.max(Duration::from_secs(30)));
+    props.push(("queue.buffering.max.messages", "1000000".into()));
+    props.extend(load.properties());
+    let producer = conn.producer(stats, &props)?;
+    conn.metadata(producer.client(), None)?;
+    Ok(producer)
+}
+
+/// Hands `record` to the client, serving callbacks for `backoff` at a time while its queue is
+/// full.
+fn send<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    topic: &str,
+    backoff: Duration,
+) -> CliResult<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(backoff);
+            }
+            Err((e, _)) => {
+                return Err(kafka_error(
+                    &format!("cannot produce to topic '{topic}'"),
+                    &e,
+                ))
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn produce(
     conn: &ConnArgs,
@@ -261,44 +513,21 @@ fn produce(
     throughput: i64,
     partitions: Option<i32>,
     tuning: &ProducerTuning,
+    load: &LoadArgs,
 ) -> CliResult<()> {
     if throughput == 0 || throughput < -1 {
         return Err(CliError::usage(
             "--throughput must be a positive rate, or -1 for no limit",
         ));
     }
-    if let Some(p) = partitions {
-        if p < 1 {
-            return Err(CliError::usage("--partitions must be at least 1"));
-        }
-        let admin = conn.admin()?;
-        let res = wait(admin.create_topics(
-            &[NewTopic::new(topic, p, TopicReplication::Fixed(-1))],
-            &conn.admin_options(),
-        ))
-        .map_err(|e| conn.unreachable_or(e, &format!("cannot create topic '{topic}'")))?;
-        match res.into_iter().next() {
-            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => {}
-            Some(Err((_, code))) => {
-                return Err(CliError::new(code_sentence(
-                    &format!("cannot create topic '{topic}'"),
-                    code,
-                )))
-            }
-        }
-    }
-    let stats = Stats {
-        start: Instant::now(),
-        acked: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        latency_us: Mutex::new(new_histogram()),
-        first_error: Mutex::new(None),
+    create_topic(conn, topic, partitions)?;
+    let producer = perf_producer(conn, tuning, load)?;
+    let round_robin = if load.round_robin {
+        Some(partition_count(conn, producer.client(), topic, partitions)?)
+    } else {
+        None
     };
-    let mut props = tuning.properties(conn.timeout.max(Duration::from_secs(30)));
-    props.push(("queue.buffering.max.messages", "1000000".into()));
-    let producer = conn.producer(stats, &props)?;
-    conn.metadata(producer.client(), None)?;
-    let value = payload(record_size);
+    let values = Values::new(load.payload, record_size);
     let stop = stop_flag();
     let mut progress = Progress::new();
     let ctx = producer.context().clone();
@@ -323,22 +552,11 @@ fn produce(
         }
         let sent_us = start.elapsed().as_micros() as usize;
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(topic, sent_us).payload(&value[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    return Err(kafka_error(
-                        &format!("cannot produce to topic '{topic}'"),
-                        &e,
-                    ))
-                }
-            }
+            BaseRecord::with_opaque_to(topic, sent_us).payload(values.get(sent));
+        if let Some(n) = round_robin {
+            record = record.partition((sent % n as u64) as i32);
         }
+        send(&producer, record, topic, Duration::from_millis(5))?;
         sent += 1;
         producer.poll(Duration::ZERO);
         progress.tick(|| {
@@ -372,12 +590,25 @@ fn produce(
             "records_per_sec": round3(rps),
             "mb_per_sec": round3(mbps),
             "latency_ms": latency_json(&hist),
+            "payload": load.payload.name(),
+            "round_robin_partitions": round_robin,
+            "cpu_secs": round3(crate::procstat::own_cpu_secs()),
         }))?,
         Format::Text => print(&format!(
             "{acked} records sent, {rps:.1} records/s ({mbps:.2} MB/s) in {elapsed:.2} s\n{}\n",
             latency_text(&hist)
         ))?,
     }
+    delivery_outcome(&ctx, failed, flushed, topic)
+}
+
+/// An error if a record failed or the final flush did not see every acknowledgement.
+fn delivery_outcome(
+    ctx: &Stats,
+    failed: u64,
+    flushed: Result<(), KafkaError>,
+    topic: &str,
+) -> CliResult<()> {
     if let Some(e) = ctx.first_error.lock().unwrap().take() {
         return Err(kafka_error(
             &format!("{failed} record(s) to topic '{topic}' failed"),
@@ -501,6 +732,7 @@ fn consume(
             "mb_per_sec": round3(mbps),
             "first_record_ms": first_ms.map(round3),
             "end_to_end_latency_ms": latency_json(&hist),
+            "cpu_secs": round3(crate::procstat::own_cpu_secs()),
         }))?,
         Format::Text => print(&format!(
             "{records} records consumed, {:.2} MB, {rps:.1} records/s ({mbps:.2} MB/s) in {elapsed:.2} s\n\
@@ -517,6 +749,184 @@ fn consume(
                 humantime::format_duration(idle_timeout)
             )));
         }
+    }
+    Ok(())
+}
+
+struct E2eSpec<'a> {
+    topic: &'a str,
+    num_records: Option<u64>,
+    duration: Option<Duration>,
+    record_size: usize,
+    rate: u64,
+    partitions: Option<i32>,
+    idle_timeout: Duration,
+}
+
+/// What the consumer thread of `perf e2e` measured.
+struct E2eReceived {
+    records: u64,
+    latency_us: Histogram<u64>,
+}
+
+/// A producer at a fixed rate and a consumer reading every partition from its end at the
+/// start, in one process: each value begins with the microseconds since `start` of its produce
+/// call, and the consumer records its receipt minus that.
+fn e2e(
+    conn: &ConnArgs,
+    spec: &E2eSpec<'_>,
+    tuning: &ProducerTuning,
+    load: &LoadArgs,
+) -> CliResult<()> {
+    let topic = spec.topic;
+    if spec.rate == 0 {
+        return Err(CliError::usage("--throughput must be a positive rate"));
+    }
+    if spec.record_size < 8 {
+        return Err(CliError::usage("--record-size must be at least 8 bytes"));
+    }
+    create_topic(conn, topic, spec.partitions)?;
+    let consumer = conn.consumer(None, &[("auto.offset.reset", "earliest")])?;
+    let n_parts = partition_count(conn, consumer.client(), topic, spec.partitions)?;
+    // Read from each partition's current end, so that every record read is one sent here.
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..n_parts {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, conn.timeout)
+            .map_err(|e| conn.unreachable_or(e, "cannot read the log end offsets"))?;
+        tpl.add_partition_offset(topic, p, Offset::Offset(high))
+            .map_err(|e| kafka_error("cannot assign partitions", &e))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| kafka_error("cannot assign partitions", &e))?;
+
+    let producer = perf_producer(conn, tuning, load)?;
+    let ctx = producer.context().clone();
+    let start = ctx.start;
+    let stop = stop_flag();
+    // Set by the producer once it has sent its last record: how many it sent.
+    let total_sent = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+    let idle_timeout = spec.idle_timeout;
+
+    let received = std::thread::scope(|s| -> CliResult<E2eReceived> {
+        let total = total_sent.clone();
+        let stop_c = stop.clone();
+        let reader = s.spawn(move || {
+            let mut hist = new_histogram();
+            let mut records: u64 = 0;
+            let mut last = Instant::now();
+            loop {
+                if records >= total.load(Ordering::Acquire) || stop_c.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Only once every record is sent does the idle time count.
+                if total.load(Ordering::Acquire) != u64::MAX && last.elapsed() >= idle_timeout {
+                    break;
+                }
+                match consumer.poll(Duration::from_millis(50)) {
+                    None => {}
+                    Some(Ok(m)) => {
+                        let now_us = start.elapsed().as_micros() as u64;
+                        last = Instant::now();
+                        records += 1;
+                        if let Some(v) = m.payload().and_then(|p| p.get(..8)) {
+                            let sent_us = u64::from_le_bytes(v.try_into().expect("8 bytes"));
+                            hist.saturating_record(now_us.saturating_sub(sent_us).max(1));
+                        }
+                    }
+                    Some(Err(e)) => tracing::debug!(error = %e, "consumer error"),
+                }
+            }
+            E2eReceived {
+                records,
+                latency_us: hist,
+            }
+        });
+
+        let values = Values::new(load.payload, spec.record_size);
+        let mut buf = values.get(0).to_vec();
+        let mut sent: u64 = 0;
+        let mut max_behind = Duration::ZERO;
+        let send_start = Instant::now();
+        let result = (|| -> CliResult<()> {
+            loop {
+                let elapsed = send_start.elapsed();
+                if spec.num_records.is_some_and(|n| sent >= n)
+                    || spec.duration.is_some_and(|d| elapsed >= d)
+                    || stop.load(Ordering::Relaxed)
+                    || ctx.failed.load(Ordering::Relaxed) > 0
+                {
+                    return Ok(());
+                }
+                // Send every record that is due now (small bursts), then sleep to the next one.
+                let due = Duration::from_secs_f64(sent as f64 / spec.rate as f64);
+                if due > elapsed {
+                    std::thread::sleep((due - elapsed).min(Duration::from_millis(1)));
+                    producer.poll(Duration::ZERO);
+                    continue;
+                }
+                max_behind = max_behind.max(elapsed - due);
+                buf.copy_from_slice(values.get(sent));
+                let sent_us = start.elapsed().as_micros() as u64;
+                buf[..8].copy_from_slice(&sent_us.to_le_bytes());
+                let mut record: BaseRecord<'_, [u8], [u8], usize> =
+                    BaseRecord::with_opaque_to(topic, sent_us as usize).payload(&buf[..]);
+                if load.round_robin {
+                    record = record.partition((sent % n_parts as u64) as i32);
+                }
+                send(&producer, record, topic, Duration::from_millis(1))?;
+                sent += 1;
+                producer.poll(Duration::ZERO);
+            }
+        })();
+        let send_secs = send_start.elapsed().as_secs_f64().max(1e-9);
+        let flushed =
+            producer.flush(conn.timeout.max(Duration::from_secs(30)) + Duration::from_secs(5));
+        total_sent.store(sent, Ordering::Release);
+        let got = reader.join().expect("the consumer thread does not panic");
+        result?;
+        let acked = ctx.acked.load(Ordering::Relaxed);
+        let failed = ctx.failed.load(Ordering::Relaxed);
+        let hist = &got.latency_us;
+        let achieved = sent as f64 / send_secs;
+        match conn.output {
+            Format::Json => print_json(&json!({
+                "topic": topic,
+                "records_sent": sent,
+                "records_acked": acked,
+                "records_received": got.records,
+                "failed": failed,
+                "record_size": spec.record_size,
+                "bytes": got.records * spec.record_size as u64,
+                "target_rate": spec.rate,
+                "achieved_rate": round3(achieved),
+                "send_secs": round3(send_secs),
+                "max_behind_schedule_ms": round3(max_behind.as_secs_f64() * 1000.0),
+                "partitions": n_parts,
+                "payload": load.payload.name(),
+                "end_to_end_latency_ms": latency_json(hist),
+                "produce_latency_ms": latency_json(&ctx.latency_us.lock().unwrap()),
+                "cpu_secs": round3(crate::procstat::own_cpu_secs()),
+            }))?,
+            Format::Text => print(&format!(
+                "{sent} records sent at {achieved:.1} records/s (target {}), {} received\n\
+                 end-to-end {}\n",
+                spec.rate,
+                got.records,
+                latency_text(hist)
+            ))?,
+        }
+        delivery_outcome(&ctx, failed, flushed, topic)?;
+        Ok(got)
+    })?;
+    if received.records < total_sent.load(Ordering::Relaxed) {
+        return Err(CliError::new(format!(
+            "received only {} of {} records: none arrived for {}",
+            received.records,
+            total_sent.load(Ordering::Relaxed),
+            humantime::format_duration(idle_timeout)
+        )));
     }
     Ok(())
 }

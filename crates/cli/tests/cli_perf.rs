@@ -120,3 +120,39 @@ fn given_a_terminal_should_show_a_live_progress_line() {
     assert!(text.contains("acknowledged"), "{text:?}");
     assert!(text.contains("records sent"), "{text:?}");
 }
+
+#[test]
+fn given_a_fixed_rate_e2e_should_receive_every_record_it_sent() {
+    let b = Broker::start();
+    let r = b.json(&[
+        "perf",
+        "e2e",
+        "e2e",
+        "-t",
+        "1000",
+        "-n",
+        "300",
+        "-p",
+        "4",
+        "--round-robin",
+        "--payload",
+        "half-random",
+        "--linger",
+        "0ms",
+        "--acks",
+        "1",
+    ]);
+    assert_eq!(r["records_sent"], 300, "{r}");
+    assert_eq!(r["records_received"], 300, "{r}");
+    assert_eq!(r["partitions"], 4, "{r}");
+    assert_percentiles(&r["end_to_end_latency_ms"]);
+    assert!(r["cpu_secs"].as_f64().is_some(), "{r}");
+    // Round-robin spread the records evenly; half-random values are all different.
+    let d = b.json(&["topic", "describe", "e2e"]);
+    for p in d["partitions"].as_array().unwrap() {
+        assert_eq!(p["log_end_offset"].as_i64(), Some(75), "{d}");
+    }
+    // Too small a record cannot carry its send instant.
+    let out = b.run(&["perf", "e2e", "e2e", "-t", "10", "-n", "1", "-s", "4"]);
+    assert_eq!(out.code, 2, "{out:?}");
+}
