@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod client;
 mod cluster;
 mod consume;
@@ -47,6 +48,9 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Measure produce and consume throughput and latency.
     Perf(perf::PerfArgs),
+    /// Run the benchmark suite: brokers on fresh data directories driven by `runnel perf`, with
+    /// the machine's disk and loopback bandwidth; writes a Markdown and a JSON report.
+    Bench(bench::BenchArgs),
 }
 
 /// See `runnel_broker::huge_alloc`: a bogus array count in a request must not abort the broker.
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Group(args) => group::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Perf(args) => perf::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
