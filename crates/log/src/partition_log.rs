@@ -1500,7 +1500,7 @@ fn stamp(
     Ok(stamped)
 }
 
-fn empty_segment(base_offset: i64, files: Arc<SegmentFiles>, now_ms: i64) -> Segment {
+pub(crate) fn empty_segment(base_offset: i64, files: Arc<SegmentFiles>, now_ms: i64) -> Segment {
     Segment {
         base_offset,
         files,

@@ -12,7 +12,8 @@
 //!   not end exactly where the next segment begins.
 //!
 //! A closed segment may have gaps between its batches (the cleaner rewrote it); the active
-//! segment may not.
+//! segment may not. A closed segment never becomes the active one: when the segments after it
+//! are removed, a new empty active segment is rolled after it.
 //!
 //! Then the idempotent producers' state is loaded: the latest snapshot at or below the
 //! recovered log end offset, plus a walk of the batch headers after it
@@ -34,8 +35,8 @@ use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
 use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
 use crate::partition_log::{
-    CLEANER_CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LEADER_EPOCH_CHECKPOINT_FILE,
-    LOG_START_OFFSET_CHECKPOINT_FILE,
+    create_segment_files, empty_segment, CLEANER_CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE,
+    LEADER_EPOCH_CHECKPOINT_FILE, LOG_START_OFFSET_CHECKPOINT_FILE,
 };
 use crate::producer_state::{
     parse_snapshot_file_name, snapshot_file_name, ProducerStates, PRODUCERS_PER_PARTITION_MAX,
@@ -347,8 +348,10 @@ pub(crate) fn load_epoch_checkpoint(
 /// Loads every segment in order. The last one is scanned unless the shutdown was clean; any
 /// segment whose indexes are damaged, or whose tail does not parse or does not end where the
 /// next segment starts, is scanned and has its indexes rebuilt. If a scan cuts a segment that
-/// is not the last, the later segments would leave a hole and are removed (as Kafka does).
-/// Returns the segments and the epoch starts seen by the scans.
+/// is not the last, the later segments would leave a hole and are removed (as Kafka does), and
+/// a new empty active segment starts where the cut one ends, so that the cut one stays a
+/// closed segment (gaps allowed) at every later open. Returns the segments and the epoch
+/// starts seen by the scans.
 #[allow(clippy::type_complexity)]
 pub(crate) fn load_segments(
     storage: &dyn Storage,
@@ -408,6 +411,21 @@ pub(crate) fn load_segments(
                             Err(e) => return Err(LogError::io("remove", path, e)),
                         }
                     }
+                }
+                // This segment was loaded as a closed one, gaps allowed (it may have been
+                // cleaned). It must stay closed: as the active segment it would be checked
+                // without gaps at the next open and cut at its first gap, appends made in
+                // between included. A fresh active segment starts where it ends (an empty one
+                // has no gaps and can stay active).
+                if next_offset > base_offset {
+                    let files = create_segment_files(storage, dir, next_offset)
+                        .map_err(|(op, path, e)| LogError::io(op, path, e))?;
+                    info!(
+                        dir = %dir.display(),
+                        base_offset = next_offset,
+                        "rolled a new active segment after the segments removed"
+                    );
+                    segments.insert(next_offset, empty_segment(next_offset, files, now_ms));
                 }
                 storage
                     .sync_dir(dir)

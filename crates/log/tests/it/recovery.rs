@@ -271,7 +271,8 @@ fn given_corrupt_older_segment_that_needs_a_scan_should_truncate_it_and_drop_lat
     // A damaged index forces a scan of segment 0.
     append_bytes(&seg_path(tmp.path(), 0, ".index"), &[1]);
     let log = open(fs(), tmp.path(), small_config());
-    assert_eq!(log.segment_base_offsets(), vec![0]);
+    // The cut segment stays a closed one; a new active segment starts where it ends.
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
     assert_eq!(log.log_end_offset(), 2);
     assert_eq!(read_all(&log), stored[0]);
     for &base in &segments[1..] {
@@ -279,6 +280,42 @@ fn given_corrupt_older_segment_that_needs_a_scan_should_truncate_it_and_drop_lat
     }
     let (info, _) = append(&log, 1);
     assert_eq!(info.base_offset, 2);
+}
+
+/// Regression of the fuzzing finding `gapped-active` (fuzz/README.md): a segment with gaps
+/// between its batches (as the cleaner leaves them) that recovery left as the last one, by
+/// removing the segments after it, became the active segment; the next open checked it as
+/// the active one, without gaps, and cut it at its first gap, with the appends acknowledged
+/// in between.
+#[test]
+fn given_gapped_segment_left_last_by_recovery_when_appended_and_reopened_should_keep_every_append()
+{
+    for clean in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        // A cleaned segment 0 (offsets 0-1, 5-6, 9: the others were compacted away), then a
+        // segment at 12 where 10 was expected (segment 10 was lost): recovery removes it.
+        let gapped = [simple_batch(0, 2), simple_batch(5, 2), simple_batch(9, 1)];
+        std::fs::write(seg_path(tmp.path(), 0, ".log"), concat(&gapped)).unwrap();
+        std::fs::write(seg_path(tmp.path(), 12, ".log"), simple_batch(12, 3)).unwrap();
+        let log = open(fs(), tmp.path(), small_config());
+        assert_eq!(log.log_end_offset(), 10);
+        assert_eq!(log.segment_base_offsets(), vec![0, 10]);
+        assert!(!seg_path(tmp.path(), 12, ".log").exists());
+        let (info, appended) = append(&log, 3);
+        assert_eq!(info.base_offset, 10);
+        let mut expected = gapped.to_vec();
+        expected.push(appended);
+        if clean {
+            log.close().unwrap();
+        }
+        drop(log);
+        for _ in 0..2 {
+            let log = open(fs(), tmp.path(), small_config());
+            assert_eq!(log.log_end_offset(), 13, "clean {clean}");
+            assert_eq!(read_all(&log), concat(&expected), "clean {clean}");
+            drop(log);
+        }
+    }
 }
 
 #[test]
