@@ -82,6 +82,7 @@ pub mod lifecycle;
 pub mod partition_log;
 pub mod producer_state;
 mod recovery;
+mod repair;
 mod segment;
 pub mod storage;
 pub mod testing;

@@ -715,28 +715,19 @@ impl PartitionLog {
             let mut reader = ChunkReader::new(log, snapshot.size_bytes, READ_CHUNK_BYTES);
             // Bounded: every iteration consumes a whole batch or leaves the loop.
             loop {
-                let view = match reader
-                    .batch_at(position)
-                    .map_err(|e| LogError::io("read", &snapshot.files.log_path, e))?
-                {
+                let at = self.batch_at_checked(
+                    &mut reader,
+                    &snapshot,
+                    &mut position,
+                    &mut check_offset,
+                )?;
+                let view = match at {
                     BatchAt::End => break,
                     BatchAt::Bad(e) => {
                         return Err(self.corrupt(&snapshot.files.log_path, position, e.to_string()))
                     }
                     BatchAt::Batch(view) => view,
                 };
-                if let Some(expected) = check_offset.take() {
-                    if view.base_offset() != expected {
-                        return Err(self.corrupt(
-                            &snapshot.files.log_path,
-                            position,
-                            format!(
-                                "index points at offset {expected}, batch has {}",
-                                view.base_offset()
-                            ),
-                        ));
-                    }
-                }
                 let floor = previous_next.unwrap_or(snapshot.base_offset);
                 if view.base_offset() < floor || view.last_offset_delta() < 0 {
                     return Err(self.corrupt(
@@ -861,10 +852,9 @@ impl PartitionLog {
         let mut reader = ChunkReader::new(&*files.log, snapshot.size_bytes, READ_CHUNK_BYTES);
         // Bounded: every iteration consumes a whole batch or returns.
         loop {
-            let view = match reader
-                .batch_at(position)
-                .map_err(|e| LogError::io("read", &files.log_path, e))?
-            {
+            let at =
+                self.batch_at_checked(&mut reader, &snapshot, &mut position, &mut check_offset)?;
+            let view = match at {
                 BatchAt::End => {
                     return Err(self.corrupt(
                         &files.log_path,
@@ -875,18 +865,6 @@ impl PartitionLog {
                 BatchAt::Bad(e) => return Err(self.corrupt(&files.log_path, position, e.to_string())),
                 BatchAt::Batch(view) => view,
             };
-            if let Some(expected) = check_offset.take() {
-                if view.base_offset() != expected {
-                    return Err(self.corrupt(
-                        &files.log_path,
-                        position,
-                        format!(
-                            "index points at offset {expected}, batch has {}",
-                            view.base_offset()
-                        ),
-                    ));
-                }
-            }
             if view.max_timestamp() >= timestamp_ms && view.last_offset() >= log_start_offset {
                 return Ok(Some(TimestampOffset {
                     timestamp_ms: view.max_timestamp(),
@@ -1333,8 +1311,11 @@ impl PartitionLog {
     }
 
     /// The position to start scanning from for `target_offset` in a segment snapshot, and the
-    /// base offset of the batch there if an index entry gave the position (checked by the
-    /// caller when it reads it back).
+    /// offset the index entry that gave the position names, if one did. The caller checks that
+    /// the batch there starts at that offset ([`index_entry_mismatch`]) and, if it does not,
+    /// reads from the segment start and has the indexes rebuilt
+    /// ([`PartitionLog::rebuild_indexes`]): index files trusted at open are checked only
+    /// cheaply (see [`crate::repair`]).
     pub(crate) fn position_for(
         &self,
         snapshot: &SegmentSnapshot,
@@ -1353,15 +1334,41 @@ impl PartitionLog {
                 u64::from(e.position),
                 Some(snapshot.base_offset + i64::from(e.relative_offset)),
             )),
-            Some(e) => Err(self.corrupt(
-                &snapshot.files.log_path,
-                u64::from(e.position),
-                format!(
-                    "index entry {e:?} points beyond the segment's {} bytes",
-                    snapshot.size_bytes
-                ),
-            )),
+            Some(e) => {
+                self.rebuild_indexes(
+                    snapshot,
+                    &format!(
+                        "index entry {e:?} points beyond the segment's {} bytes",
+                        snapshot.size_bytes
+                    ),
+                );
+                Ok((0, None))
+            }
         }
+    }
+
+    /// The batch at `*position` of the segment a reader reads. `*check_offset` is the offset the
+    /// index entry that gave `*position` names (`position_for`), checked at the first batch and
+    /// then cleared: if that batch is not the one the entry names, the segment's indexes are
+    /// rebuilt and the batch at the segment start is returned instead (`*position` set to 0).
+    fn batch_at_checked<'r>(
+        &self,
+        reader: &'r mut ChunkReader<'_>,
+        snapshot: &SegmentSnapshot,
+        position: &mut u64,
+        check_offset: &mut Option<i64>,
+    ) -> Result<BatchAt<'r>, LogError> {
+        let read = |e| LogError::io("read", &snapshot.files.log_path, e);
+        if let Some(named) = check_offset.take() {
+            // The chunk read here serves the read below as well.
+            let mismatch =
+                index_entry_mismatch(&reader.batch_at(*position).map_err(read)?, named, *position);
+            if let Some(reason) = mismatch {
+                self.rebuild_indexes(snapshot, &reason);
+                *position = 0;
+            }
+        }
+        reader.batch_at(*position).map_err(read)
     }
 
     /// Snapshot of the segment holding `offset` (the last one starting at or before it).
@@ -1373,6 +1380,24 @@ impl PartitionLog {
             .range(..=offset)
             .next_back()
             .map(|(_, s)| s.snapshot()))
+    }
+}
+
+/// Why the batch at `position`, where an offset index entry naming offset `named` points, is
+/// not the batch the entry names; `None` if it is.
+pub(crate) fn index_entry_mismatch(at: &BatchAt<'_>, named: i64, position: u64) -> Option<String> {
+    match at {
+        BatchAt::Batch(view) if view.base_offset() == named => None,
+        BatchAt::Batch(view) => Some(format!(
+            "index entry names offset {named}, the batch at position {position} starts at {}",
+            view.base_offset()
+        )),
+        BatchAt::Bad(e) => Some(format!(
+            "index entry names offset {named}, no batch at position {position}: {e}"
+        )),
+        BatchAt::End => Some(format!(
+            "index entry names offset {named} at position {position}, the segment's end"
+        )),
     }
 }
 

@@ -578,12 +578,15 @@ fn check_without_scan(
         )
     });
     let gaps = next_base_offset.is_some();
+    // The other entries are checked by the readers that follow them (`crate::repair`):
+    // checking them all here would read the whole `.log`.
     let next_offset = match segment::walk_tail(
         &*files.log,
         position,
         offset_at_position,
         log_len_bytes,
         gaps,
+        offsets.last.is_some(),
     )
     .map_err(|e| LogError::io("read", &files.log_path, e))?
     {
@@ -728,6 +731,8 @@ fn replay_batches(
         }
         let files = &segment.files;
         let mut position = 0u64;
+        // The offset the index entry giving `position` names, until the header there is read.
+        let mut named: Option<i64> = None;
         if segment.base_offset < from_offset {
             let entry = index::lookup::<OffsetEntry>(
                 &*files.offset_index,
@@ -737,16 +742,33 @@ fn replay_batches(
             .map_err(|e| LogError::io("read", files.log_path.with_extension("index"), e))?;
             if let Some(e) = entry {
                 position = u64::from(e.position);
+                named = Some(segment.base_offset + i64::from(e.relative_offset));
             }
         }
         let mut reader = ChunkReader::new(&*files.log, segment.size_bytes, SCAN_CHUNK_BYTES);
         let mut expected_offset: Option<i64> = None;
-        // Bounded: every iteration consumes a whole batch or leaves the loop.
+        // Bounded: every iteration consumes a whole batch or leaves the loop (or, once, goes
+        // back to the segment start after a bad index entry).
         loop {
-            let header: BatchHeader = match reader
+            let at = reader
                 .header_at(position)
-                .map_err(|e| LogError::io("read", &files.log_path, e))?
-            {
+                .map_err(|e| LogError::io("read", &files.log_path, e))?;
+            if let Some(named) = named.take() {
+                let starts_there = matches!(&at, HeaderAt::Header(h) if h.base_offset == named);
+                if !starts_there {
+                    // A trusted index is checked only cheaply at open (`crate::repair`).
+                    warn!(
+                        segment = %files.log_path.display(),
+                        position,
+                        named_offset = named,
+                        "offset index entry does not point at the batch it names; replaying \
+                         the segment from its start"
+                    );
+                    position = 0;
+                    continue;
+                }
+            }
+            let header: BatchHeader = match at {
                 HeaderAt::End => break,
                 HeaderAt::Header(h) => h,
                 HeaderAt::Bad(reason) => {

@@ -425,29 +425,39 @@ fn check_stored_batch(
 /// Walks the batch headers from `position` (a batch boundary with base offset
 /// `offset_at_position`, or with `gaps` at or after it) to `end` without checking CRCs, as a
 /// clean open does for the tail after the last index entry. With `gaps` each batch may start
-/// after the previous one ends (a cleaned segment). Returns the next offset, or why the walk
-/// failed.
+/// after the previous one ends (a cleaned segment). With `indexed`, `position` and
+/// `offset_at_position` come from an offset index entry, and the batch there must start
+/// exactly at the offset the entry names, gaps or not. Returns the next offset, or why the
+/// walk failed.
 pub(crate) fn walk_tail(
     file: &dyn StorageFile,
     position: u64,
     offset_at_position: i64,
     end: u64,
     gaps: bool,
+    indexed: bool,
 ) -> io::Result<Result<i64, String>> {
     let mut reader = ChunkReader::new(file, end, READ_CHUNK_BYTES);
     let mut pos = position;
     let mut next_offset = offset_at_position;
+    let mut exact = indexed;
     // Bounded: every iteration consumes a whole batch or returns.
     loop {
         match reader.batch_at(pos)? {
+            BatchAt::End if exact => {
+                return Ok(Err(format!(
+                    "index entry for offset {next_offset} points at the end, position {pos}"
+                )))
+            }
             BatchAt::End => return Ok(Ok(next_offset)),
             BatchAt::Bad(e) => return Ok(Err(format!("at position {pos}: {e}"))),
             BatchAt::Batch(view) => {
-                let in_order = if gaps {
+                let in_order = if gaps && !exact {
                     view.base_offset() >= next_offset
                 } else {
                     view.base_offset() == next_offset
                 };
+                exact = false;
                 if !in_order || view.last_offset_delta() < 0 {
                     return Ok(Err(format!(
                         "at position {pos}: batch offsets {}..={} where {next_offset} was expected",
@@ -601,12 +611,48 @@ mod tests {
         bytes.extend_from_slice(&simple_batch(2, 4));
         let (_d, file) = file_with(&bytes);
         let len = bytes.len() as u64;
-        assert_eq!(walk_tail(&*file, 0, 0, len, false).unwrap(), Ok(6));
-        assert_eq!(walk_tail(&*file, second, 2, len, false).unwrap(), Ok(6));
-        assert!(walk_tail(&*file, second, 3, len, false).unwrap().is_err());
-        assert!(walk_tail(&*file, second, 1, len, true).unwrap().is_ok());
-        assert!(walk_tail(&*file, second, 3, len, true).unwrap().is_err());
-        assert!(walk_tail(&*file, 1, 0, len, false).unwrap().is_err());
-        assert!(walk_tail(&*file, 0, 0, len - 1, false).unwrap().is_err());
+        assert_eq!(walk_tail(&*file, 0, 0, len, false, false).unwrap(), Ok(6));
+        assert_eq!(
+            walk_tail(&*file, second, 2, len, false, true).unwrap(),
+            Ok(6)
+        );
+        assert!(walk_tail(&*file, second, 3, len, false, true)
+            .unwrap()
+            .is_err());
+        assert!(walk_tail(&*file, second, 1, len, true, false)
+            .unwrap()
+            .is_ok());
+        assert!(walk_tail(&*file, second, 3, len, true, false)
+            .unwrap()
+            .is_err());
+        assert!(walk_tail(&*file, 1, 0, len, false, false).unwrap().is_err());
+        assert!(walk_tail(&*file, 0, 0, len - 1, false, false)
+            .unwrap()
+            .is_err());
+    }
+
+    #[test]
+    fn given_gaps_allowed_when_walking_from_an_index_entry_should_require_the_named_offset() {
+        let mut bytes = simple_batch(0, 2);
+        let second = bytes.len() as u64;
+        bytes.extend_from_slice(&simple_batch(20, 4));
+        let (_d, file) = file_with(&bytes);
+        let len = bytes.len() as u64;
+        // A cleaned segment may skip offsets between batches...
+        assert_eq!(
+            walk_tail(&*file, second, 2, len, true, false).unwrap(),
+            Ok(24)
+        );
+        // ...but an index entry names the exact base offset of the batch it points at.
+        assert_eq!(
+            walk_tail(&*file, second, 20, len, true, true).unwrap(),
+            Ok(24)
+        );
+        assert!(walk_tail(&*file, second, 3, len, true, true)
+            .unwrap()
+            .is_err());
+        assert!(walk_tail(&*file, len, 24, len, true, true)
+            .unwrap()
+            .is_err());
     }
 }

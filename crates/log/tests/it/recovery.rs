@@ -222,6 +222,167 @@ fn given_damaged_index_files_when_reopened_should_rebuild_them() {
     }
 }
 
+/// The `(relative_offset, position)` entries of an offset index file.
+fn offset_entries(path: &Path) -> Vec<(u32, u32)> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(8)
+        .map(|e| {
+            (
+                u32::from_be_bytes(e[..4].try_into().unwrap()),
+                u32::from_be_bytes(e[4..].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn write_offset_entries(path: &Path, entries: &[(u32, u32)]) {
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|&(o, p)| o.to_be_bytes().into_iter().chain(p.to_be_bytes()))
+        .collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A closed log of one segment holding 20 appends, whose offset index's second entry was then
+/// moved 10 bytes into the batch it names (the open trusts it: a clean shutdown, and the last
+/// entry is right). Returns the config and the stored batches.
+fn closed_log_with_an_entry_inside_its_batch(dir: &Path) -> (LogConfig, Vec<Vec<u8>>) {
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
+    let log = open(fs(), dir, config.clone());
+    let stored = (0..20).map(|_| append(&log, 2).1).collect();
+    log.close().unwrap();
+    let index = seg_path(dir, 0, ".index");
+    let mut entries = offset_entries(&index);
+    assert!(entries.len() >= 3, "{entries:?}");
+    entries[1].1 += 10;
+    write_offset_entries(&index, &entries);
+    (config, stored)
+}
+
+/// Reads every offset of `log` one batch at a time and all of it at once, and checks each
+/// against the stored batches.
+fn assert_every_offset_reads_back(log: &PartitionLog, stored: &[Vec<u8>]) {
+    assert_eq!(read_all(log), concat(stored));
+    let mut offset = 0i64;
+    for b in stored {
+        let (base, last) = offsets_of(b)[0];
+        assert_eq!(base, offset);
+        for o in base..=last {
+            let r = log.read(o, 1, i64::MAX, true).unwrap_or_else(|e| {
+                panic!("read at offset {o} of intact data failed: {e}");
+            });
+            assert_eq!(r.bytes.as_ref(), b.as_slice(), "read at offset {o}");
+            assert_eq!(r.next_offset, last + 1);
+        }
+        offset = last + 1;
+    }
+    assert_eq!(log.log_end_offset(), offset);
+}
+
+/// Regression of the fuzzing finding `index-entries` (fuzz/README.md): offset index entries
+/// trusted at open (a clean shutdown; a segment that is not the last) that do not point at
+/// the batch they name — inside a batch, at another batch, or (the last entry of a segment
+/// where gaps are allowed) at a batch starting after the named offset. Reads answered
+/// `Corrupt` for intact data for as long as the index was trusted.
+#[test]
+fn given_trusted_offset_index_entries_not_pointing_at_their_batch_when_read_should_serve_intact_data_and_rebuild_the_index(
+) {
+    type Damage = (&'static str, fn(&mut Vec<(u32, u32)>));
+    let damages: [Damage; 3] = [
+        ("an entry pointing inside a batch", |e| e[1].1 += 10),
+        ("an entry naming another batch's offset", |e| {
+            e[1].0 = e[0].0 + 1
+        }),
+        ("a last entry naming an offset below its batch's", |e| {
+            let n = e.len();
+            e[n - 1].0 = e[n - 2].0 + 1
+        }),
+    ];
+    for (what, damage) in damages {
+        let tmp = tempfile::tempdir().unwrap();
+        let (log, stored) = filled(tmp.path(), 40);
+        assert!(log.segment_base_offsets().len() >= 3, "{what}");
+        log.close().unwrap();
+        let before = index_files(tmp.path());
+        let index = seg_path(tmp.path(), 0, ".index");
+        let mut entries = offset_entries(&index);
+        assert!(entries.len() >= 3, "{what}: {entries:?}");
+        damage(&mut entries);
+        write_offset_entries(&index, &entries);
+
+        let log = open(fs(), tmp.path(), small_config());
+        assert_every_offset_reads_back(&log, &stored);
+        // The index was rebuilt from the `.log`, identical to the one the appends wrote.
+        assert_eq!(index_files(tmp.path()), before, "{what}");
+        let ts = log.offset_for_timestamp(T0_MS).unwrap().unwrap();
+        assert_eq!(ts.offset, 0, "{what}");
+        log.close().unwrap();
+        assert_eq!(index_files(tmp.path()), before, "{what}");
+        let log = open(fs(), tmp.path(), small_config());
+        assert_every_offset_reads_back(&log, &stored);
+    }
+}
+
+#[test]
+fn given_bad_offset_index_entry_in_the_active_segment_when_read_should_rebuild_it_and_keep_appending(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, mut stored) = closed_log_with_an_entry_inside_its_batch(tmp.path());
+    let log = open(fs(), tmp.path(), config.clone());
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    assert_every_offset_reads_back(&log, &stored);
+    stored.extend((0..20).map(|_| append(&log, 2).1));
+    assert_every_offset_reads_back(&log, &stored);
+    log.close().unwrap();
+    let rebuilt = index_files(tmp.path());
+    for (name, _) in &rebuilt {
+        std::fs::remove_file(tmp.path().join(name)).unwrap();
+    }
+    // The indexes are the ones a scan builds: appends after the rebuild continued them.
+    let log = open(fs(), tmp.path(), config);
+    assert_every_offset_reads_back(&log, &stored);
+    log.close().unwrap();
+    assert_eq!(index_files(tmp.path()), rebuilt);
+}
+
+/// Found by fuzzing the fix of `index-entries`: when the `.log` of a segment is damaged too,
+/// an index rebuilt up to the damage made the next open walk the tail from inside the damage
+/// and cut the segment there, with appends acknowledged since.
+#[test]
+fn given_damaged_batch_and_bad_index_entry_in_the_active_segment_when_read_should_keep_appends_across_reopen(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = closed_log_with_an_entry_inside_its_batch(tmp.path());
+    let entries = offset_entries(&seg_path(tmp.path(), 0, ".index"));
+    // The first batch's length now runs past the end of the file.
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_path(tmp.path(), 0, ".log"))
+        .unwrap();
+    f.write_all_at(&i32::MAX.to_be_bytes(), 8).unwrap();
+    drop(f);
+
+    let log = open(fs(), tmp.path(), config.clone());
+    let end = log.log_end_offset();
+    assert_eq!(end, 40);
+    let target = i64::from(entries[1].0) + 1;
+    assert!(matches!(
+        log.read(target, usize::MAX, i64::MAX, true),
+        Err(LogError::Corrupt { .. })
+    ));
+    let (info, appended) = append(&log, 3);
+    assert_eq!(info.base_offset, end);
+    log.close().unwrap();
+    let log = open(fs(), tmp.path(), config);
+    assert_eq!(log.log_end_offset(), end + 3);
+    let r = log.read(end, usize::MAX, i64::MAX, true).unwrap();
+    assert_eq!(r.bytes.as_ref(), appended.as_slice());
+}
+
 #[test]
 fn given_corrupt_batch_in_an_older_segment_when_read_should_refuse_to_serve_it() {
     let tmp = tempfile::tempdir().unwrap();
