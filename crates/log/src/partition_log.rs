@@ -759,6 +759,21 @@ impl PartitionLog {
                 if let Err(e) = view.verify_crc() {
                     return Err(self.corrupt(&snapshot.files.log_path, position, e.to_string()));
                 }
+                // Nor can a damaged base offset (the CRC does not cover it) stop a read short:
+                // every batch of a segment ends before the segment's next offset (found by
+                // fuzzing: a trusted segment whose first batch claimed offset 2^32).
+                if view.last_offset() >= snapshot.next_offset {
+                    return Err(self.corrupt(
+                        &snapshot.files.log_path,
+                        position,
+                        format!(
+                            "batch at offsets {}..={} past the segment's end, offset {}",
+                            view.base_offset(),
+                            view.last_offset(),
+                            snapshot.next_offset
+                        ),
+                    ));
+                }
                 if view.last_offset() >= upper_bound {
                     break 'segments;
                 }

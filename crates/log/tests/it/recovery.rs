@@ -349,6 +349,37 @@ fn given_bad_offset_index_entry_in_the_active_segment_when_read_should_rebuild_i
     assert_eq!(index_files(tmp.path()), rebuilt);
 }
 
+/// Found by fuzzing: the base offset is not covered by the CRC, and a batch of a trusted
+/// segment claiming offsets past the segment's end made reads stop there without an error,
+/// short of the log end (consumers stuck).
+#[test]
+fn given_trusted_batch_claiming_offsets_past_its_segment_when_read_should_answer_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, stored) = filled(tmp.path(), 40);
+    let segments = log.segment_base_offsets();
+    log.close().unwrap();
+    // The first batch of segment 0 (before its first index entry) now claims offset 2^32.
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_path(tmp.path(), 0, ".log"))
+        .unwrap();
+    f.write_all_at(&(1i64 << 32).to_be_bytes(), 0).unwrap();
+    drop(f);
+    let log = open(fs(), tmp.path(), small_config());
+    assert!(matches!(
+        log.read(0, usize::MAX, i64::MAX, true),
+        Err(LogError::Corrupt { .. })
+    ));
+    // The other segments are served.
+    let r = log.read(segments[1], usize::MAX, i64::MAX, true).unwrap();
+    let skipped: usize = stored
+        .iter()
+        .take(segments[1] as usize / 2)
+        .map(Vec::len)
+        .sum();
+    assert_eq!(r.bytes.as_ref(), &concat(&stored)[skipped..]);
+}
+
 /// Found by fuzzing the fix of `index-entries`: when the `.log` of a segment is damaged too,
 /// an index rebuilt up to the damage made the next open walk the tail from inside the damage
 /// and cut the segment there, with appends acknowledged since.
