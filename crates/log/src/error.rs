@@ -80,9 +80,10 @@ pub enum LogError {
         /// The sequence the producer's next batch must start with.
         expected_sequence: i32,
     },
-    /// An earlier fsync or unrecoverable write failed; the log serves nothing until it is
-    /// reopened (recovery then re-reads what is really on disk). Kafka: `KAFKA_STORAGE_ERROR`.
-    #[error("log {dir} has failed and is unusable until reopened: {reason}")]
+    /// An earlier fsync or unrecoverable write failed; until it is reopened (recovery then
+    /// re-reads what is really on disk) the log accepts no writes and serves only what earlier
+    /// fsyncs made durable. Kafka: `KAFKA_STORAGE_ERROR`.
+    #[error("log {dir} has failed and is read-only until reopened: {reason}")]
     Failed { dir: PathBuf, reason: String },
     /// The log was closed or deleted. Kafka: `NOT_LEADER_OR_FOLLOWER` (the partition is gone
     /// from this broker).

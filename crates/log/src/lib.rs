@@ -28,7 +28,8 @@
 //! - **Durable only after flush/sync.** An append is in the page cache when it returns; it is
 //!   durable once [`PartitionLog::flush`] (or the `flush_messages` / `flush_ms` policy, or a
 //!   segment roll, or close) has fsynced it. A failed fsync is never ignored: the log turns
-//!   failed and serves nothing until reopened.
+//!   failed, read-only until reopened: it accepts no writes and serves only what earlier
+//!   fsyncs made durable.
 //! - **Acknowledged data is never lost; a corrupt batch is never served.** After a crash the
 //!   active segment is scanned batch by batch (structure, CRC-32C, contiguous offsets) and cut
 //!   at the first torn or corrupt batch; index files are checked at every open and rebuilt

@@ -18,7 +18,8 @@
 //! - fsyncs are serialized by `flush_lock` and run without `inner`. A failed fsync is recorded
 //!   (the log turns failed) before `flush_lock` is released, so no later fsync can report
 //!   success: the kernel may drop dirty pages after a failed writeback, and a later
-//!   "successful" fsync would be a lie.
+//!   "successful" fsync would be a lie. A failed log is read-only until reopened: it serves
+//!   what earlier fsyncs made durable, below `flushed_offset`, and nothing after it.
 //! - Operations that remove or replace closed segments (retention, DeleteRecords' segment
 //!   deletion, cleaning) are serialized by `maintenance_lock`; moves of the log start offset
 //!   (and writes of its checkpoint, also done by close) by `log_start_lock`. Appends never
@@ -147,8 +148,14 @@ pub struct TimestampOffset {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum State {
     Open,
-    /// An fsync or an unrecoverable write failed; nothing is served until reopen.
+    /// An fsync or an unrecoverable write failed: read-only until reopen. Nothing is written;
+    /// reads serve only what an earlier fsync made durable (below `flushed_offset`): bytes
+    /// whose fsync failed, or that were never synced, may not survive a restart, and a
+    /// consumer must not see records that a restart takes back.
     Failed(String),
+    /// An operation panicked while holding the lock: the state may be half-changed, so
+    /// nothing is served until reopen.
+    Poisoned(String),
     Closed,
 }
 
@@ -659,15 +666,20 @@ impl PartitionLog {
         upper_bound: i64,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
-        let (first, log_start_offset, log_end_offset) = {
+        let (first, log_start_offset, log_end_offset, readable_end) = {
             let inner = self.lock();
-            self.check_usable(&inner)?;
+            let readable_end = self.readable_end(&inner)?;
             if start_offset < inner.log_start_offset || start_offset > inner.log_end_offset {
                 return Err(LogError::OffsetOutOfRange {
                     offset: start_offset,
                     log_start_offset: inner.log_start_offset,
                     log_end_offset: inner.log_end_offset,
                 });
+            }
+            if start_offset >= readable_end && inner.state != State::Open {
+                // Read-only, and nothing durable is left to serve: the error, not an empty
+                // answer, tells the consumer why nothing comes.
+                return Err(self.usable_error(&inner.state));
             }
             let result = ReadResult {
                 bytes: Bytes::new(),
@@ -691,11 +703,12 @@ impl PartitionLog {
                 segment.snapshot(),
                 inner.log_start_offset,
                 inner.log_end_offset,
+                readable_end,
             )
         };
         // One consistent view: nothing appended after this point is returned, even from
-        // segments snapshotted later.
-        let upper_bound = upper_bound.min(log_end_offset);
+        // segments snapshotted later (and of a failed log, nothing that is not durable).
+        let upper_bound = upper_bound.min(readable_end);
 
         let mut out = BytesMut::new();
         let mut batch_count = 0u32;
@@ -817,6 +830,16 @@ impl PartitionLog {
         })
     }
 
+    /// Why the log failed, if it did (a write or an fsync failed, or an operation panicked):
+    /// until reopened it then accepts no writes and serves only what is durable (after a
+    /// panic, nothing).
+    pub fn failure(&self) -> Option<String> {
+        match &self.lock().state {
+            State::Failed(reason) | State::Poisoned(reason) => Some(reason.clone()),
+            State::Open | State::Closed => None,
+        }
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.lock().log_start_offset
     }
@@ -844,9 +867,9 @@ impl PartitionLog {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<TimestampOffset>, LogError> {
-        let (snapshot, log_start_offset) = {
+        let (snapshot, log_start_offset, readable_end) = {
             let inner = self.lock();
-            self.check_usable(&inner)?;
+            let readable_end = self.readable_end(&inner)?;
             let found = inner.segments.values().find(|s| {
                 s.size_bytes > 0
                     && s.next_offset > inner.log_start_offset
@@ -854,7 +877,7 @@ impl PartitionLog {
             });
             match found {
                 None => return Ok(None),
-                Some(s) => (s.snapshot(), inner.log_start_offset),
+                Some(s) => (s.snapshot(), inner.log_start_offset, readable_end),
             }
         };
         let files = &snapshot.files;
@@ -881,6 +904,22 @@ impl PartitionLog {
                 BatchAt::Batch(view) => view,
             };
             if view.max_timestamp() >= timestamp_ms && view.last_offset() >= log_start_offset {
+                if view.base_offset() >= readable_end {
+                    // A failed log answers only with durable batches; an open one holds no
+                    // batch at or past the log end of the lookup's start.
+                    let inner = self.lock();
+                    if inner.state != State::Open {
+                        return Err(self.usable_error(&inner.state));
+                    }
+                    return Err(self.corrupt(
+                        &files.log_path,
+                        position,
+                        format!(
+                            "batch at offset {} past the log end, offset {readable_end}",
+                            view.base_offset()
+                        ),
+                    ));
+                }
                 return Ok(Some(TimestampOffset {
                     timestamp_ms: view.max_timestamp(),
                     offset: view.base_offset().max(log_start_offset),
@@ -989,7 +1028,7 @@ impl PartitionLog {
         let inner = &mut *guard;
         match &inner.state {
             State::Closed => return Ok(()),
-            State::Failed(_) => return Err(self.usable_error(&inner.state)),
+            State::Failed(_) | State::Poisoned(_) => return Err(self.usable_error(&inner.state)),
             State::Open => {}
         }
         match self.seal(inner) {
@@ -1038,11 +1077,11 @@ impl PartitionLog {
                 // A thread panicked (an invariant assertion) while holding the lock: the state
                 // may be half-changed, so stop serving.
                 let mut guard = poisoned.into_inner();
-                fail(
-                    &self.dir,
-                    &mut guard.state,
-                    "an operation panicked while holding the log lock".into(),
-                );
+                if matches!(guard.state, State::Open | State::Failed(_)) {
+                    let reason = "an operation panicked while holding the log lock";
+                    error!(dir = %self.dir.display(), reason, "partition log poisoned; it serves nothing until reopened");
+                    guard.state = State::Poisoned(reason.into());
+                }
                 guard
             }
         }
@@ -1084,7 +1123,7 @@ impl PartitionLog {
     pub(crate) fn usable_error(&self, state: &State) -> LogError {
         match state {
             State::Open => unreachable!("usable_error on an open log"),
-            State::Failed(reason) => LogError::Failed {
+            State::Failed(reason) | State::Poisoned(reason) => LogError::Failed {
                 dir: self.dir.clone(),
                 reason: reason.clone(),
             },
@@ -1098,6 +1137,16 @@ impl PartitionLog {
         match inner.state {
             State::Open => Ok(()),
             _ => Err(self.usable_error(&inner.state)),
+        }
+    }
+
+    /// How far reads may go: the log end offset of an open log; of a failed (read-only) log,
+    /// the flushed offset (see [`State::Failed`]).
+    fn readable_end(&self, inner: &Inner) -> Result<i64, LogError> {
+        match inner.state {
+            State::Open => Ok(inner.log_end_offset),
+            State::Failed(_) => Ok(inner.flushed_offset.min(inner.log_end_offset)),
+            State::Poisoned(_) | State::Closed => Err(self.usable_error(&inner.state)),
         }
     }
 
@@ -1389,7 +1438,7 @@ impl PartitionLog {
     /// Snapshot of the segment holding `offset` (the last one starting at or before it).
     fn snapshot_holding(&self, offset: i64) -> Result<Option<SegmentSnapshot>, LogError> {
         let inner = self.lock();
-        self.check_usable(&inner)?;
+        self.readable_end(&inner)?;
         Ok(inner
             .segments
             .range(..=offset)
@@ -1416,10 +1465,10 @@ pub(crate) fn index_entry_mismatch(at: &BatchAt<'_>, named: i64, position: u64) 
     }
 }
 
-/// Marks the log failed (once; the first reason is kept).
+/// Marks the log failed, read-only until reopened (once; the first reason is kept).
 pub(crate) fn fail(dir: &Path, state: &mut State, reason: String) {
     if *state == State::Open {
-        error!(dir = %dir.display(), %reason, "partition log failed; it serves nothing until reopened");
+        error!(dir = %dir.display(), %reason, "partition log failed; it accepts no writes and serves only what is durable until reopened");
         *state = State::Failed(reason);
     }
 }

@@ -21,8 +21,9 @@
 //! - [`StorageFile::sync_data`] returns `Ok` only when every byte written through this handle
 //!   before the call, and the file's length, are durable. A failed sync is never retried nor
 //!   ignored by the log: the kernel may already have dropped the dirty pages, so the log turns
-//!   failed (read-only until reopened, when recovery re-reads what actually is on disk) and
-//!   surfaces the error.
+//!   failed (read-only until reopened, when recovery re-reads what actually is on disk: it
+//!   accepts no writes and serves only what earlier fsyncs made durable) and surfaces the
+//!   error.
 //! - [`Storage::sync_dir`] makes the creation, removal and renaming of the directory's entries
 //!   durable. A file created and written is durable only after both its own `sync_data` and a
 //!   `sync_dir` of its directory.

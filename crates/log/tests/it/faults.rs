@@ -22,7 +22,8 @@ fn with_faults(dir: &Path, config: LogConfig) -> (Arc<FaultyStorage>, PartitionL
 }
 
 #[test]
-fn given_failed_fsync_should_surface_the_error_and_fail_everything_until_reopen() {
+fn given_failed_fsync_should_surface_the_error_refuse_writes_and_serve_only_durable_data_until_reopen(
+) {
     let tmp = tempfile::tempdir().unwrap();
     let config = LogConfig {
         flush_messages: 1,
@@ -37,7 +38,8 @@ fn given_failed_fsync_should_surface_the_error_and_fail_everything_until_reopen(
         Err(LogError::Io { op: "fsync", .. }) => {}
         other => panic!("expected the fsync error, got {other:?}"),
     }
-    // Never ignored: every later operation fails, even though the disk works again.
+    // Never ignored: every later write fails, even though the disk works again.
+    assert!(log.failure().is_some());
     for _ in 0..3 {
         let mut b = batch(1);
         assert!(matches!(
@@ -50,14 +52,15 @@ fn given_failed_fsync_should_surface_the_error_and_fail_everything_until_reopen(
         log.maybe_flush(i64::MAX),
         Err(LogError::Failed { .. })
     ));
+    // Read-only: what an fsync made durable is served, the batch whose fsync failed is not.
+    let r = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+    assert_eq!(r.bytes.to_vec(), before);
+    assert_eq!(r.next_offset, 2);
     assert!(matches!(
-        log.read(0, 100, i64::MAX, true),
+        log.read(2, 100, i64::MAX, true),
         Err(LogError::Failed { .. })
     ));
-    assert!(matches!(
-        log.offset_for_timestamp(0),
-        Err(LogError::Failed { .. })
-    ));
+    assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 0);
     assert!(matches!(log.close(), Err(LogError::Failed { .. })));
     assert!(
         !tmp.path().join(CLEAN_SHUTDOWN_FILE).exists(),
@@ -439,23 +442,32 @@ mod random_faults {
                                 h.acknowledged.extend_from_slice(&b);
                             }
                             Err(LogError::Failed { .. }) => h.reopen(false)?,
+                            Err(LogError::Io { .. }) if h.log().failure().is_none() => {
+                                // Still usable: nothing of the failed append is visible.
+                                let r = h.log().read(0, usize::MAX, i64::MAX, true)
+                                    .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                                prop_assert_eq!(r.bytes.to_vec(), h.acknowledged.clone());
+                                prop_assert_eq!(h.log().log_end_offset(), leo);
+                            }
                             Err(LogError::Io { .. }) => {
+                                // Failed, read-only: it serves only durable data, so a prefix
+                                // of what was acknowledged (all of it when every append is
+                                // fsynced), never the failed append.
                                 match h.log().read(0, usize::MAX, i64::MAX, true) {
-                                    Ok(r) => {
-                                        // Still usable: nothing of the failed append is visible.
+                                    Ok(r) if flush_every_append => {
                                         prop_assert_eq!(r.bytes.to_vec(), h.acknowledged.clone());
-                                        prop_assert_eq!(h.log().log_end_offset(), leo);
                                     }
-                                    Err(LogError::Failed { .. }) => {
-                                        // Not acknowledged, but it may have reached the disk
-                                        // whole (e.g. the fsync or an index write failed
-                                        // after the data write): after a reopen it is either
-                                        // entirely there or entirely absent.
-                                        h.uncertain = Some(b.clone());
-                                        h.reopen(false)?;
-                                    }
+                                    Ok(r) => prop_assert!(h.acknowledged.starts_with(&r.bytes)),
+                                    // Nothing durable to serve, or the disk is gone ("crashed").
+                                    Err(LogError::Failed { .. } | LogError::Io { .. }) => {}
                                     Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
                                 }
+                                // Not acknowledged, but it may have reached the disk whole
+                                // (e.g. the fsync or an index write failed after the data
+                                // write): after a reopen it is either entirely there or
+                                // entirely absent.
+                                h.uncertain = Some(b.clone());
+                                h.reopen(false)?;
                             }
                             Err(e) => return Err(TestCaseError::fail(format!("append: {e}"))),
                         }
