@@ -854,7 +854,8 @@ impl Broker {
     pub fn retention_pass(&self) {
         let now = now_ms();
         for t in self.topics_snapshot() {
-            for p in &t.partitions {
+            // A failed log (read-only until a restart) reported its failure once already.
+            for p in t.partitions.iter().filter(|p| p.log.failure().is_none()) {
                 let result = p.log.maybe_roll(now).and_then(|_| {
                     if t.settings.delete_policy {
                         let outcome = p.log.apply_retention(
@@ -894,7 +895,7 @@ impl Broker {
                 dedupe_buffer_bytes: self.config.log_cleaner_dedupe_buffer_size.max(1) as u64,
                 ..runnel_log::CleanerOptions::default()
             };
-            for p in &t.partitions {
+            for p in t.partitions.iter().filter(|p| p.log.failure().is_none()) {
                 let result = p.log.needs_cleaning(now, &opts).and_then(|needed| {
                     if needed {
                         let stats = p.log.clean(now, &opts)?;
@@ -920,12 +921,14 @@ impl Broker {
         }
     }
 
-    /// Flushes the partitions whose `flush.ms` is due.
+    /// Flushes the partitions whose `flush.ms` is due. A failed fsync turns the partition's log
+    /// failed (read-only until a restart: Produce answers KAFKA_STORAGE_ERROR from then on); the
+    /// log reports that once, so failed logs are skipped here rather than reported every tick.
     pub fn flush_due(&self) {
         let now = now_ms();
         let topics = self.topics_snapshot();
         for t in topics {
-            for p in &t.partitions {
+            for p in t.partitions.iter().filter(|p| p.log.failure().is_none()) {
                 if let Err(e) = p.log.maybe_flush(now) {
                     tracing::error!(topic = %t.name, partition = p.index, error = %e, "flush failed");
                 }
