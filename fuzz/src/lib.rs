@@ -564,6 +564,14 @@ impl IndexTemplate {
         t
     }
 
+    /// Every stored batch, in offset order, as one byte string.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        self.batches
+            .iter()
+            .flat_map(|b| b.bytes.iter().copied())
+            .collect()
+    }
+
     /// A file of the first segment (`"index"`, `"timeindex"`, `"log"`).
     pub fn first_segment_file(&self, ext: &str) -> Option<&[u8]> {
         let name = format!("{}.{ext}", stem(self.segments[0]));
