@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Runs all of Runnel's tests: the Rust workspace tests, then the Kafka-compatibility suites that
-# drive the real `runnel` binary with real clients (confluent-kafka/librdkafka, kafka-python,
-# aiokafka, kcat, KafkaJS).
+# Runs all of Runnel's tests: the Rust workspace tests, a short run of the fuzz targets, then the
+# Kafka-compatibility suites that drive the real `runnel` binary with real clients
+# (confluent-kafka/librdkafka, kafka-python, aiokafka, kcat, KafkaJS).
 #
 # Installs what the suites need, idempotently (fast when already installed):
 #   - kcat (apt) when missing,
 #   - .venv with tests/compat/requirements.txt (pinned),
 #   - tests/compat/node/node_modules from package-lock.json (npm ci).
 #
-# Usage: scripts/test.sh [--strict] [all|rust|compat|python|node]...   (default: all)
+# Usage: scripts/test.sh [--strict] [all|rust|compat|python|node|fuzz]...   (default: all)
+#   all and rust include fuzz: scripts/fuzz.sh, a short run of every fuzz target (regression
+#   inputs replayed, then FUZZ_SECONDS=12 seconds of fuzzing each; see fuzz/README.md).
 #   --strict: tests listed in tests/compat/known_gaps.txt count as ordinary tests (they fail).
 #   extra pytest arguments: PYTEST_ADDOPTS="-k kcat -x" scripts/test.sh python
 #   RUNNEL_BIN=/path/to/runnel uses that binary for the compat suites instead of target/debug/runnel.
@@ -26,20 +28,21 @@ log() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- which suites
-want_rust=0 want_python=0 want_node=0
+want_rust=0 want_python=0 want_node=0 want_fuzz=0
 suites=0
 for arg in "$@"; do [[ $arg == -* ]] || suites=1; done
 [[ $suites -eq 1 ]] || set -- "$@" all
 for arg in "$@"; do
   case "$arg" in
-    all) want_rust=1 want_python=1 want_node=1 ;;
-    rust) want_rust=1 ;;
+    all) want_rust=1 want_python=1 want_node=1 want_fuzz=1 ;;
+    rust) want_rust=1 want_fuzz=1 ;;
+    fuzz) want_fuzz=1 ;;
     compat) want_python=1 want_node=1 ;;
     python|pytest) want_python=1 ;;
     node|kafkajs) want_node=1 ;;
     --strict) export RUNNEL_COMPAT_IGNORE_KNOWN_GAPS=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) die "unknown suite '$arg' (expected all, rust, compat, python or node)" ;;
+    -h|--help) sed -n '2,/^set -euo pipefail$/{/^#/p}' "$0"; exit 0 ;;
+    *) die "unknown suite '$arg' (expected all, rust, compat, python, node or fuzz)" ;;
   esac
 done
 
@@ -134,6 +137,11 @@ elif [[ $want_python -eq 1 || $want_node -eq 1 ]]; then
     RESULTS+=("ok      cargo build -p runnel-cli")
   fi
 fi
+
+# The fuzz targets are their own workspace (fuzz/target): installs cargo-fuzz if missing, builds
+# them (about 3 minutes from nothing on 2 cores), replays fuzz/regressions/, fuzzes each target.
+FUZZ_SECONDS="${FUZZ_SECONDS:-12}"
+if [[ $want_fuzz -eq 1 ]]; then run_step "scripts/fuzz.sh $FUZZ_SECONDS" scripts/fuzz.sh "$FUZZ_SECONDS"; fi
 
 export PYTHONDONTWRITEBYTECODE=1
 if [[ $want_python -eq 1 ]]; then run_step "pytest $COMPAT" pytest_compat; fi
