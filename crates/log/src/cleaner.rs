@@ -31,9 +31,11 @@
 //!      cleaned segment always ends exactly where the segments it replaces ended (segments
 //!      stay contiguous; recovery relies on it to complete an interrupted swap).
 //!
-//!    Control batches (transaction markers) are kept as they are for now. Aborted
-//!    transactional data is the job of `batch_is_aborted`, the hook where the aborted
-//!    transaction index will be consulted once transactions exist (today nothing is aborted).
+//!    Control batches (transaction markers) are kept as they are (Kafka removes markers once
+//!    their transaction's data is gone and `delete.retention.ms` has passed; Runnel keeps
+//!    them). Records of aborted transactions ([`crate::txn_index`]) are removed and never
+//!    enter the offset map, so an aborted value never supersedes a committed one. Nothing
+//!    at or after the first unstable offset (an open transaction's first batch) is cleaned.
 //! 4. **Swap**, group by group from the oldest (see *Crash safety*), then the checkpoint.
 //!
 //! # Tombstones
@@ -106,6 +108,7 @@ use crate::segment::{
     SWAP_SUFFIX, TIME_INDEX_SUFFIX,
 };
 use crate::storage::{OpenMode, StorageFile};
+use crate::txn_index::AbortedTxns;
 
 /// Bytes of cleaned output buffered before a write.
 const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
@@ -299,12 +302,16 @@ pub struct CleanStats {
     pub throttled: Duration,
 }
 
-/// The hook for transactions: whether `batch` holds data of an aborted transaction, which a
-/// clean drops (Kafka's `CleanedTransactionMetadata`). Nothing is aborted until transactions
-/// exist; then this consults the aborted-transaction index for the batch's producer and
-/// offsets, and transaction markers get their own delete horizon.
-fn batch_is_aborted(_batch: &BatchView<'_>) -> bool {
-    false
+/// Whether `batch` holds data of an aborted transaction, which a clean drops (Kafka's
+/// `CleanedTransactionMetadata`).
+fn batch_is_aborted(aborted: &AbortedTxns, batch: &BatchView<'_>) -> bool {
+    batch.is_transactional()
+        && !batch.is_control()
+        && aborted.is_aborted(
+            batch.producer_id(),
+            batch.base_offset(),
+            batch.last_offset(),
+        )
 }
 
 /// Kafka's `Throttler`.
@@ -368,6 +375,7 @@ struct Plan {
     /// Closed segments below the first uncleanable offset, oldest first.
     segments: Vec<Planned>,
     producer_last_offsets: HashMap<i64, i64>,
+    aborted: AbortedTxns,
     cleaner: CleanerCheckpoint,
     segment_bytes: u64,
     segment_index_bytes: u64,
@@ -404,6 +412,15 @@ fn cleanable(inner: &Inner, now_ms: i64, min_compaction_lag_ms: i64) -> Cleanabl
     }
     .max(first_base);
     let mut first_uncleanable = active_base;
+    if let Some(first_unstable) = inner.producers.first_unstable_offset() {
+        // Kafka's cleaner stops at the first unstable offset: whole segments below it only.
+        let holding = inner
+            .segments
+            .range(..=first_unstable)
+            .next_back()
+            .map_or(first_base, |(&base, _)| base);
+        first_uncleanable = first_uncleanable.min(holding);
+    }
     if min_compaction_lag_ms > 0 {
         let horizon = now_ms.saturating_sub(min_compaction_lag_ms);
         let young = inner
@@ -460,6 +477,7 @@ struct Filter<'p> {
     first_dirty: i64,
     cleaner: &'p CleanerCheckpoint,
     producer_last_offsets: &'p HashMap<i64, i64>,
+    aborted: &'p AbortedTxns,
     now_ms: i64,
     /// Tombstones at or after `first_dirty` that were kept (the new horizon range is recorded
     /// only if there are any).
@@ -471,7 +489,7 @@ impl Filter<'_> {
         if record.offset >= self.end_offset {
             return true;
         }
-        if batch_is_aborted(batch) {
+        if batch_is_aborted(self.aborted, batch) {
             return false;
         }
         let Some(key) = &record.key else {
@@ -629,6 +647,7 @@ impl PartitionLog {
                     })
                     .collect(),
                 producer_last_offsets: inner.producers.last_batch_offsets(),
+                aborted: inner.aborted.clone(),
                 cleaner: inner.cleaner.clone(),
                 segment_bytes: inner.config.segment_bytes,
                 segment_index_bytes: inner.config.segment_index_bytes,
@@ -673,6 +692,7 @@ impl PartitionLog {
             first_dirty: plan.first_dirty,
             cleaner: &plan.cleaner,
             producer_last_offsets: &plan.producer_last_offsets,
+            aborted: &plan.aborted,
             now_ms,
             new_tombstones_kept: 0,
         };
@@ -780,7 +800,7 @@ impl PartitionLog {
                 self.check_abort()?;
                 throttler.observe(size);
                 stats.bytes_read += size;
-                if view.is_control() || batch_is_aborted(&view) {
+                if view.is_control() || batch_is_aborted(&plan.aborted, &view) {
                     end_offset = view.next_offset();
                     continue;
                 }

@@ -80,6 +80,21 @@ pub enum LogError {
         /// The sequence the producer's next batch must start with.
         expected_sequence: i32,
     },
+    /// A non-transactional batch from a producer with an ongoing transaction in this
+    /// partition. Nothing of the record set was appended. Kafka: `INVALID_TXN_STATE` (48).
+    #[error("producer {producer_id} wrote a non-transactional batch inside its transaction")]
+    InvalidTxnState { producer_id: i64 },
+    /// A transaction marker from a coordinator epoch older than the one that wrote the
+    /// producer's last marker. Kafka: `TRANSACTION_COORDINATOR_FENCED` (52).
+    #[error(
+        "marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, \
+         older than {current_coordinator_epoch}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current_coordinator_epoch: i32,
+    },
     /// An earlier fsync or unrecoverable write failed; until it is reopened (recovery then
     /// re-reads what is really on disk) the log accepts no writes and serves only what earlier
     /// fsyncs made durable. Kafka: `KAFKA_STORAGE_ERROR`.

@@ -87,13 +87,16 @@ mod repair;
 mod segment;
 pub mod storage;
 pub mod testing;
+pub mod txn_index;
 
 pub use cleaner::{CleanStats, CleanerOptions, ManualClock, SystemClock, ThrottleClock};
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
 pub use lifecycle::RetentionOutcome;
-pub use partition_log::{AppendInfo, PartitionLog, ReadResult, TimestampOffset};
+pub use partition_log::{AppendInfo, AppendOrigin, PartitionLog, ReadResult, TimestampOffset};
 pub use producer_state::{
-    ProducerSnapshotView, BATCHES_RETAINED_PER_PRODUCER, PRODUCERS_PER_PARTITION_MAX,
+    ProducerDescription, ProducerSnapshotView, BATCHES_RETAINED_PER_PRODUCER,
+    PRODUCERS_PER_PARTITION_MAX,
 };
 pub use storage::{FsStorage, OpenMode, Storage, StorageFile};
+pub use txn_index::AbortedTxn;

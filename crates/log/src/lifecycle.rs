@@ -319,6 +319,16 @@ impl PartitionLog {
             inner.log_start_offset = inner.log_start_offset.max(new_start);
             let log_start_offset = inner.log_start_offset;
             inner.producers.remove_before(log_start_offset);
+            if let Err(e) = inner
+                .aborted
+                .remove_before(&*self.storage, &self.dir, log_start_offset)
+            {
+                warn!(
+                    dir = %self.dir.display(),
+                    error = %e.source,
+                    "could not rewrite the aborted-transaction index; it is rewritten later"
+                );
+            }
             let stale: Vec<i64> = inner.snapshots.range(..log_start_offset).copied().collect();
             for offset in &stale {
                 inner.snapshots.remove(offset);

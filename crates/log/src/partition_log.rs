@@ -70,6 +70,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use runnel_model::batch::{BatchError, BatchHeaderMut, BatchView, Batches};
+use runnel_model::control::{build_marker_batch, parse_marker, Marker};
 use tracing::{debug, error, info, warn};
 
 use crate::checkpoint::{self, CleanerCheckpoint, StepError};
@@ -91,6 +92,7 @@ use crate::segment::{
     OFFSET_INDEX_SUFFIX, READ_CHUNK_BYTES, TIME_INDEX_SUFFIX,
 };
 use crate::storage::{is_no_space, OpenMode, Storage};
+use crate::txn_index::{AbortedTxn, AbortedTxns};
 
 /// Marker written by [`PartitionLog::close`] and removed by [`PartitionLog::open`].
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -100,6 +102,15 @@ pub const LEADER_EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
 /// The cleaner's progress and tombstone horizons (see [`crate::cleaner`]).
 pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-checkpoint";
+
+/// Who writes an append (Kafka's `AppendOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer: idempotent batches have their sequences checked.
+    Client,
+    /// A coordinator of this broker: sequences are not checked.
+    Coordinator,
+}
 
 /// What [`PartitionLog::append`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +195,8 @@ pub(crate) struct Inner {
     pub(crate) pending_deletes: PendingDeletes,
     /// The cleaner's progress (first dirty offset) and tombstone horizons.
     pub(crate) cleaner: CleanerCheckpoint,
+    /// Aborted transactions whose markers are in the log ([`crate::txn_index`]).
+    pub(crate) aborted: AbortedTxns,
 }
 
 impl Inner {
@@ -242,6 +255,8 @@ struct Layout {
     batches: Vec<(usize, usize)>,
     producers: Vec<BatchProducer>,
     offset_count: i64,
+    /// Indexes (in `batches`) of the abort markers.
+    abort_markers: Vec<usize>,
 }
 
 /// One batch after its header was rewritten.
@@ -338,6 +353,8 @@ impl PartitionLog {
             log_end_offset,
             now_ms,
         )?;
+        let aborted = AbortedTxns::load(&*storage, &dir, log_start_offset, log_end_offset)
+            .map_err(step_error)?;
         if clean_shutdown {
             storage
                 .remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))
@@ -378,6 +395,7 @@ impl PartitionLog {
                 snapshots,
                 pending_deletes: PendingDeletes::default(),
                 cleaner,
+                aborted,
             }),
             maintenance_lock: Mutex::new(()),
             log_start_lock: Mutex::new(()),
@@ -421,6 +439,20 @@ impl PartitionLog {
         records: &mut [u8],
         leader_epoch: i32,
         now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_from(records, leader_epoch, now_ms, AppendOrigin::Client)
+    }
+
+    /// [`append`](Self::append) with the writer named: a coordinator's own writes (group
+    /// coordinator records, transactional offset commits, markers) carry no client sequence
+    /// numbers, so their sequences are not checked (Kafka's `AppendOrigin.COORDINATOR`);
+    /// producer epochs and transactions are tracked as for a client.
+    pub fn append_from(
+        &self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        origin: AppendOrigin,
     ) -> Result<AppendInfo, LogError> {
         let mut layout = layout_of(records)?;
         let set_bytes = records.len() as u64;
@@ -470,7 +502,11 @@ impl PartitionLog {
                 p.max_timestamp_ms = now_ms;
             }
         }
-        let staged = match inner.producers.plan(&layout.producers, base_offset)? {
+        let check_sequences = origin == AppendOrigin::Client;
+        let staged = match inner
+            .producers
+            .plan(&layout.producers, base_offset, check_sequences)?
+        {
             Plan::Append(staged) => staged,
             Plan::Duplicate {
                 first,
@@ -570,6 +606,41 @@ impl PartitionLog {
         let files = Arc::clone(&active.files);
         let committed_offset_entries = active.index.offset_entries;
         let committed_time_entries = active.index.time_entries;
+
+        // Aborted transactions are indexed before their markers are written (see
+        // `crate::txn_index`): a marker in the log always has its entry.
+        let new_aborted: Vec<AbortedTxn> = staged
+            .completed
+            .iter()
+            .filter(|c| {
+                layout
+                    .abort_markers
+                    .iter()
+                    .any(|&i| stamped[i].base_offset == c.last_offset)
+            })
+            .map(|c| AbortedTxn {
+                producer_id: c.producer_id,
+                first_offset: c.first_offset,
+                last_offset: c.last_offset,
+                last_stable_offset: staged
+                    .first_unstable_offset
+                    .unwrap_or(last_offset + 1)
+                    .min(last_offset + 1),
+            })
+            .collect();
+        if let Err(e) = inner
+            .aborted
+            .append(&*self.storage, &self.dir, &new_aborted)
+        {
+            if !is_no_space(&e.source) {
+                fail(
+                    &self.dir,
+                    &mut inner.state,
+                    format!("{} {}: {}", e.op, e.path.display(), e.source),
+                );
+            }
+            return Err(step_error(e));
+        }
         drop(guard);
 
         // The writes run without `inner`, so readers can take snapshots meanwhile. Nobody else
@@ -595,6 +666,19 @@ impl PartitionLog {
         let mut guard = self.lock();
         let inner = &mut *guard;
         if let Err((op, path, e)) = written {
+            if !new_aborted.is_empty() {
+                if let Err(undo) =
+                    inner
+                        .aborted
+                        .undo_last(&*self.storage, &self.dir, new_aborted.len())
+                {
+                    fail(
+                        &self.dir,
+                        &mut inner.state,
+                        format!("{} {}: {}", undo.op, undo.path.display(), undo.source),
+                    );
+                }
+            }
             return Err(self.undo_failed_write(inner, op, path, e));
         }
         // A concurrent fsync may have failed the log meanwhile: then nothing more is
@@ -959,6 +1043,41 @@ impl PartitionLog {
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         let inner = self.lock();
         inner.epochs.end_offset_for(epoch, inner.log_end_offset)
+    }
+
+    /// Writes a transaction marker (a control batch) for `marker`'s producer: the transaction
+    /// coordinator's `WriteTxnMarkers`. Checked like Kafka's `appendEndTxnMarker` (producer
+    /// epoch, coordinator epoch); an abort is indexed for `read_committed` readers.
+    pub fn append_marker(
+        &self,
+        marker: &Marker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let mut batch = build_marker_batch(marker, now_ms);
+        self.append_from(&mut batch, leader_epoch, now_ms, AppendOrigin::Coordinator)
+    }
+
+    /// The first offset of the oldest open transaction (Kafka's first unstable offset); the
+    /// last stable offset is the smaller of it and the high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.lock().producers.first_unstable_offset()
+    }
+
+    /// Every producer this partition keeps state for (DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::producer_state::ProducerDescription> {
+        self.lock().producers.describe()
+    }
+
+    /// Open transactions in this partition: `(first offset, producer id)`, oldest first.
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.lock().producers.ongoing_transactions().collect()
+    }
+
+    /// The aborted transactions with data in `[fetch_offset, upper_bound)` (what a
+    /// `read_committed` Fetch answers beside the batches), oldest first.
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        self.lock().aborted.collect(fetch_offset, upper_bound)
     }
 
     /// The idempotence state of `producer_id` in this partition, if it has any.
@@ -1515,6 +1634,7 @@ fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
         batches: Vec::new(),
         producers: Vec::new(),
         offset_count: 0,
+        abort_markers: Vec::new(),
     };
     let mut position = 0usize;
     for view in Batches::new(records) {
@@ -1525,6 +1645,10 @@ fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
                 last_offset_delta: view.last_offset_delta(),
             }));
         }
+        let marker = marker_of(&view)?;
+        if marker.is_some_and(|m| !m.commit) {
+            layout.abort_markers.push(layout.batches.len());
+        }
         layout.batches.push((position, view.size_bytes()));
         layout.producers.push(BatchProducer {
             producer_id: view.producer_id(),
@@ -1532,6 +1656,8 @@ fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
             base_sequence: view.base_sequence(),
             last_offset_delta: view.last_offset_delta(),
             is_control: view.is_control(),
+            is_transactional: view.is_transactional(),
+            coordinator_epoch: marker.map_or(-1, |m| m.coordinator_epoch),
             max_timestamp_ms: view.max_timestamp(),
         });
         layout.offset_count += i64::from(view.last_offset_delta()) + 1;
@@ -1651,4 +1777,13 @@ pub(crate) fn create_segment_files(
         time_index,
         log_path,
     }))
+}
+
+/// The transaction marker a batch is (`None` for any other batch). A control batch that is
+/// not well formed is refused: only the broker writes control batches.
+fn marker_of(view: &BatchView<'_>) -> Result<Option<Marker>, LogError> {
+    if !view.is_control() || view.producer_id() < 0 {
+        return Ok(None);
+    }
+    parse_marker(view).map_err(LogError::InvalidRecords)
 }

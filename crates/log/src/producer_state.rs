@@ -8,6 +8,15 @@
 //! fenced, a retried batch is recognised as a duplicate, a gap in the sequence is refused. The
 //! result is staged and committed only once the record set is in the log.
 //!
+//! # Transactions
+//!
+//! A producer's transactional batches open a transaction in the partition at the first one's
+//! offset (`current_txn_first_offset`); the transaction marker (a control batch the
+//! coordinator has the broker write) closes it and is reported as a [`CompletedTxn`]. The
+//! smallest first offset of the open transactions is the partition's first unstable offset,
+//! which bounds the last stable offset (LSO) that `read_committed` readers may see. Markers
+//! from an older coordinator epoch are fenced (Kafka's `appendEndTxnMarker`).
+//!
 //! The state is bounded: at most [`PRODUCERS_PER_PARTITION_MAX`] producers (the least
 //! recently used one is evicted beyond it), and producers idle for `producer_id_expiration_ms`
 //! are expired.
@@ -19,7 +28,7 @@
 //!
 //! ```text
 //! magic       4   "RNPS"
-//! version     u16 1
+//! version     u16 2 (1 is still read)
 //! crc         u32 CRC-32C of everything after this field
 //! offset      i64 the offset the state is taken at (equals the file name)
 //! count       u32 number of producers, at most PRODUCERS_PER_PARTITION_MAX
@@ -28,12 +37,15 @@
 //!   epoch              i16
 //!   last_timestamp_ms  i64   max timestamp of its last batch
 //!   last_seen_ms       i64   broker time of its last append (expiration clock)
-//!   batch_count        u8    1..=5
+//!   (version 2 only:)
+//!   coordinator_epoch  i32   of the producer's last transaction marker, -1 if none
+//!   txn_first_offset   i64   first offset of its open transaction, -1 if none
+//!   batch_count        u8    1..=5 (version 2: 0..=5)
 //!   batch_count × batch, oldest first:
 //!     first_seq i32, last_seq i32, first_offset i64, last_offset i64, max_timestamp_ms i64
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::LogError;
 use crc32c::crc32c;
@@ -49,12 +61,12 @@ pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
 pub(crate) const SNAPSHOTS_RETAINED: usize = 2;
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RNPS";
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
 /// Bytes before the first producer: magic, version, crc, offset, count.
 const SNAPSHOT_HEADER_BYTES: usize = 4 + 2 + 4 + 8 + 4;
 /// Where the CRC-covered bytes start.
 const SNAPSHOT_CRC_START: usize = 10;
-const SNAPSHOT_PRODUCER_BYTES: usize = 8 + 2 + 8 + 8 + 1;
+const SNAPSHOT_PRODUCER_BYTES: usize = 8 + 2 + 8 + 8 + 4 + 8 + 1;
 const SNAPSHOT_BATCH_BYTES: usize = 4 + 4 + 8 + 8 + 8;
 /// Largest snapshot the state can produce.
 pub(crate) const SNAPSHOT_BYTES_MAX: usize = SNAPSHOT_HEADER_BYTES
@@ -89,6 +101,21 @@ pub struct ProducerSnapshotView {
     pub last_timestamp_ms: i64,
 }
 
+/// One producer as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerDescription {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Last sequence of its last batch (-1 if it has none).
+    pub last_sequence: i32,
+    /// Max timestamp of its last batch (-1 if it has none).
+    pub last_timestamp_ms: i64,
+    /// Of the coordinator that wrote its last marker (-1 if none).
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction.
+    pub current_txn_first_offset: Option<i64>,
+}
+
 /// The producer fields of one batch, from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchProducer {
@@ -98,6 +125,9 @@ pub(crate) struct BatchProducer {
     /// Non-negative (checked by the callers before the state sees it).
     pub last_offset_delta: i32,
     pub is_control: bool,
+    pub is_transactional: bool,
+    /// A transaction marker's coordinator epoch; -1 when unknown (replay reads headers only).
+    pub coordinator_epoch: i32,
     pub max_timestamp_ms: i64,
 }
 
@@ -105,6 +135,11 @@ impl BatchProducer {
     /// Sequence-checked and tracked: has a producer id and is not a control batch.
     pub(crate) fn is_idempotent(&self) -> bool {
         self.producer_id >= 0 && !self.is_control
+    }
+
+    /// A transaction marker: a control batch of a producer.
+    pub(crate) fn is_marker(&self) -> bool {
+        self.producer_id >= 0 && self.is_control
     }
 
     /// Kafka's `lastSequence`: the base sequence plus the last offset delta, wrapping past
@@ -183,6 +218,10 @@ pub(crate) struct ProducerEntry {
     epoch: i16,
     batches: Retained,
     last_timestamp_ms: i64,
+    /// Epoch of the coordinator that wrote the producer's last marker (-1: none yet).
+    coordinator_epoch: i32,
+    /// First offset of the producer's open transaction in this partition.
+    current_txn_first_offset: Option<i64>,
 }
 
 impl ProducerEntry {
@@ -191,15 +230,22 @@ impl ProducerEntry {
             epoch,
             batches: Retained::EMPTY,
             last_timestamp_ms: -1,
+            coordinator_epoch: -1,
+            current_txn_first_offset: None,
+        }
+    }
+
+    /// Kafka's `maybeUpdateProducerEpoch`: a new epoch forgets the old epoch's batches.
+    fn set_epoch(&mut self, epoch: i16) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.batches = Retained::EMPTY;
         }
     }
 
     /// Kafka's `addBatch`: a new epoch forgets the old epoch's batches.
     fn add_batch(&mut self, epoch: i16, batch: BatchMetadata) {
-        if epoch != self.epoch {
-            self.epoch = epoch;
-            self.batches = Retained::EMPTY;
-        }
+        self.set_epoch(epoch);
         self.batches.push(batch);
         self.last_timestamp_ms = batch.max_timestamp_ms;
     }
@@ -268,6 +314,49 @@ fn check(
     }
 }
 
+/// Kafka's `appendEndTxnMarker`: checks a marker against the producer's state and returns
+/// the entry it leaves and the transaction it closes (none if the producer had no open
+/// transaction here). `marker_offset` is the marker batch's offset.
+fn close_transaction(
+    current: Option<&ProducerEntry>,
+    batch: &BatchProducer,
+    marker_offset: i64,
+) -> Result<(ProducerEntry, Option<CompletedTxn>), LogError> {
+    let producer_id = batch.producer_id;
+    if let Some(entry) = current {
+        if batch.producer_epoch < entry.epoch {
+            return Err(LogError::InvalidProducerEpoch {
+                producer_id,
+                epoch: batch.producer_epoch,
+                current_epoch: entry.epoch,
+            });
+        }
+        if batch.coordinator_epoch >= 0 && batch.coordinator_epoch < entry.coordinator_epoch {
+            return Err(LogError::TransactionCoordinatorFenced {
+                producer_id,
+                coordinator_epoch: batch.coordinator_epoch,
+                current_coordinator_epoch: entry.coordinator_epoch,
+            });
+        }
+    }
+    let mut entry = current
+        .cloned()
+        .unwrap_or_else(|| ProducerEntry::new(batch.producer_epoch));
+    entry.set_epoch(batch.producer_epoch);
+    if batch.coordinator_epoch >= 0 {
+        entry.coordinator_epoch = batch.coordinator_epoch;
+    }
+    let completed = entry
+        .current_txn_first_offset
+        .take()
+        .map(|first_offset| CompletedTxn {
+            producer_id,
+            first_offset,
+            last_offset: marker_offset,
+        });
+    Ok((entry, completed))
+}
+
 /// What [`ProducerStates::plan`] decided for a record set.
 #[derive(Debug)]
 pub(crate) enum Plan {
@@ -282,10 +371,25 @@ pub(crate) enum Plan {
     },
 }
 
+/// A transaction a marker closed in this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub producer_id: i64,
+    /// Offset of the transaction's first batch here.
+    pub first_offset: i64,
+    /// Offset of the marker.
+    pub last_offset: i64,
+}
+
 /// The entries an append will leave, in the order the batches touched them.
 #[derive(Debug, Default)]
 pub(crate) struct Staged {
     entries: Vec<(i64, ProducerEntry)>,
+    /// Transactions the record set's markers close, in offset order. Only transactions that
+    /// wrote data here: a marker for a producer without an open transaction closes nothing.
+    pub completed: Vec<CompletedTxn>,
+    /// The partition's first unstable offset once the append is committed.
+    pub first_unstable_offset: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -306,6 +410,8 @@ pub(crate) struct ProducerStates {
     recency: BTreeSet<(i64, u64, i64)>,
     next_touch: u64,
     max_producers: usize,
+    /// `first offset -> producer id` of every open transaction (mirrors the entries).
+    ongoing: BTreeMap<i64, i64>,
 }
 
 impl Default for ProducerStates {
@@ -322,7 +428,39 @@ impl ProducerStates {
             recency: BTreeSet::new(),
             next_touch: 0,
             max_producers,
+            ongoing: BTreeMap::new(),
         }
+    }
+
+    /// Every producer, by producer id.
+    pub(crate) fn describe(&self) -> Vec<ProducerDescription> {
+        let mut all: Vec<ProducerDescription> = self
+            .slots
+            .iter()
+            .map(|(&producer_id, slot)| {
+                let last = slot.entry.batches.last();
+                ProducerDescription {
+                    producer_id,
+                    producer_epoch: slot.entry.epoch,
+                    last_sequence: last.map_or(-1, |b| b.last_seq),
+                    last_timestamp_ms: last.map_or(-1, |_| slot.entry.last_timestamp_ms),
+                    coordinator_epoch: slot.entry.coordinator_epoch,
+                    current_txn_first_offset: slot.entry.current_txn_first_offset,
+                }
+            })
+            .collect();
+        all.sort_by_key(|p| p.producer_id);
+        all
+    }
+
+    /// The first offset of the oldest open transaction (Kafka's first unstable offset).
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Open transactions: `(first offset, producer id)`, oldest first.
+    pub(crate) fn ongoing_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(&o, &p)| (o, p))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -349,6 +487,7 @@ impl ProducerStates {
         &self,
         batches: &[BatchProducer],
         base_offset: i64,
+        check_sequences: bool,
     ) -> Result<Plan, LogError> {
         let mut staged = Staged::default();
         let mut staged_at: HashMap<i64, usize> = HashMap::new();
@@ -359,6 +498,30 @@ impl ProducerStates {
             let last_offset = first_offset + i64::from(batch.last_offset_delta);
             next_offset = last_offset + 1;
             let producer_id = batch.producer_id;
+            if batch.is_marker() {
+                if duplicate.is_some() {
+                    return Err(LogError::OutOfOrderSequence {
+                        producer_id,
+                        epoch: batch.producer_epoch,
+                        sequence: batch.base_sequence,
+                        expected_sequence: 0,
+                    });
+                }
+                let current = match staged_at.get(&producer_id) {
+                    Some(&at) => Some(&staged.entries[at].1),
+                    None => self.slots.get(&producer_id).map(|s| &s.entry),
+                };
+                let (entry, completed) = close_transaction(current, batch, first_offset)?;
+                staged.completed.extend(completed);
+                match staged_at.get(&producer_id) {
+                    Some(&at) => staged.entries[at].1 = entry,
+                    None => {
+                        staged_at.insert(producer_id, staged.entries.len());
+                        staged.entries.push((producer_id, entry));
+                    }
+                }
+                continue;
+            }
             let idempotent = batch.is_idempotent();
             if !idempotent && duplicate.is_none() {
                 continue;
@@ -368,7 +531,20 @@ impl ProducerStates {
                 None => self.slots.get(&producer_id).map(|s| &s.entry),
             };
             let verdict = if idempotent {
-                check(current, producer_id, batch)?
+                if check_sequences {
+                    check(current, producer_id, batch)?
+                } else {
+                    if let Some(entry) = current {
+                        if batch.producer_epoch < entry.epoch {
+                            return Err(LogError::InvalidProducerEpoch {
+                                producer_id,
+                                epoch: batch.producer_epoch,
+                                current_epoch: entry.epoch,
+                            });
+                        }
+                    }
+                    Verdict::Accept
+                }
             } else {
                 Verdict::Accept
             };
@@ -391,6 +567,11 @@ impl ProducerStates {
                     let mut entry = current
                         .cloned()
                         .unwrap_or_else(|| ProducerEntry::new(batch.producer_epoch));
+                    if batch.is_transactional {
+                        entry.current_txn_first_offset.get_or_insert(first_offset);
+                    } else if entry.current_txn_first_offset.is_some() {
+                        return Err(LogError::InvalidTxnState { producer_id });
+                    }
                     entry.add_batch(batch.producer_epoch, metadata);
                     match staged_at.get(&producer_id) {
                         Some(&at) => staged.entries[at].1 = entry,
@@ -415,6 +596,9 @@ impl ProducerStates {
                 }
             }
         }
+        if duplicate.is_none() {
+            staged.first_unstable_offset = self.first_unstable_offset_after(&staged);
+        }
         Ok(match duplicate {
             Some((first, last, batch_count)) => Plan::Duplicate {
                 first,
@@ -423,6 +607,21 @@ impl ProducerStates {
             },
             None => Plan::Append(staged),
         })
+    }
+
+    /// The first unstable offset once `staged` is committed.
+    fn first_unstable_offset_after(&self, staged: &Staged) -> Option<i64> {
+        let touched: HashMap<i64, Option<i64>> = staged
+            .entries
+            .iter()
+            .map(|(producer_id, entry)| (*producer_id, entry.current_txn_first_offset))
+            .collect();
+        let untouched = self
+            .ongoing
+            .iter()
+            .find(|(_, producer_id)| !touched.contains_key(producer_id))
+            .map(|(&offset, _)| offset);
+        touched.values().flatten().copied().chain(untouched).min()
     }
 
     /// Makes a planned append's entries current, as seen at `now_ms`, then evicts down to the
@@ -436,9 +635,40 @@ impl ProducerStates {
 
     /// Applies a batch read back from the log (at open), without checks, as Kafka loads
     /// producer state from the log. `seen_ms` starts the entry's expiration clock.
-    pub(crate) fn replay(&mut self, batch: &BatchProducer, first_offset: i64, seen_ms: i64) {
+    pub(crate) fn replay(
+        &mut self,
+        batch: &BatchProducer,
+        first_offset: i64,
+        seen_ms: i64,
+    ) -> Option<CompletedTxn> {
+        if batch.is_marker() {
+            let current = self.slots.get(&batch.producer_id).map(|s| &s.entry);
+            // Replay does not check: what is in the log was accepted when it was written.
+            let (entry, completed) = match close_transaction(current, batch, first_offset) {
+                Ok(closed) => closed,
+                Err(_) => {
+                    let mut entry = current
+                        .cloned()
+                        .unwrap_or_else(|| ProducerEntry::new(batch.producer_epoch));
+                    entry.set_epoch(batch.producer_epoch);
+                    let marker_offset = first_offset;
+                    let completed = entry
+                        .current_txn_first_offset
+                        .take()
+                        .map(|txn_first_offset| CompletedTxn {
+                            producer_id: batch.producer_id,
+                            first_offset: txn_first_offset,
+                            last_offset: marker_offset,
+                        });
+                    (entry, completed)
+                }
+            };
+            self.put(batch.producer_id, entry, seen_ms);
+            self.evict_to_bound();
+            return completed;
+        }
         if !batch.is_idempotent() {
-            return;
+            return None;
         }
         let metadata = BatchMetadata {
             first_seq: batch.base_sequence,
@@ -452,9 +682,13 @@ impl ProducerStates {
             .get(&batch.producer_id)
             .map(|s| s.entry.clone())
             .unwrap_or_else(|| ProducerEntry::new(batch.producer_epoch));
+        if batch.is_transactional {
+            entry.current_txn_first_offset.get_or_insert(first_offset);
+        }
         entry.add_batch(batch.producer_epoch, metadata);
         self.put(batch.producer_id, entry, seen_ms);
         self.evict_to_bound();
+        None
     }
 
     /// Removes the producers whose last batch ends below `log_start_offset` (Kafka drops them
@@ -464,7 +698,8 @@ impl ProducerStates {
             .slots
             .iter()
             .filter(|(_, slot)| {
-                !matches!(slot.entry.batches.last(), Some(b) if b.last_offset >= log_start_offset)
+                slot.entry.current_txn_first_offset.is_none()
+                    && !matches!(slot.entry.batches.last(), Some(b) if b.last_offset >= log_start_offset)
             })
             .map(|(&producer_id, _)| producer_id)
             .collect();
@@ -490,20 +725,34 @@ impl ProducerStates {
 
     /// Removes producers last seen `expiration_ms` or longer before `now_ms`. Returns how many.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
-        let mut removed = 0;
-        // Bounded by the number of producers.
-        while let Some(&(last_seen_ms, _, producer_id)) = self.recency.first() {
-            if now_ms.saturating_sub(last_seen_ms) < expiration_ms {
-                break;
-            }
+        // A producer with an open transaction is kept (Kafka's `isProducerExpired`): the
+        // coordinator will close it. Bounded by the number of producers.
+        let expired: Vec<i64> = self
+            .recency
+            .iter()
+            .take_while(|&&(last_seen_ms, _, _)| {
+                now_ms.saturating_sub(last_seen_ms) >= expiration_ms
+            })
+            .map(|&(_, _, producer_id)| producer_id)
+            .filter(|producer_id| {
+                self.slots[producer_id]
+                    .entry
+                    .current_txn_first_offset
+                    .is_none()
+            })
+            .collect();
+        for &producer_id in &expired {
             self.remove(producer_id);
-            removed += 1;
         }
-        removed
+        expired.len()
     }
 
     fn put(&mut self, producer_id: i64, entry: ProducerEntry, seen_ms: i64) {
         self.remove(producer_id);
+        if let Some(first_offset) = entry.current_txn_first_offset {
+            let previous = self.ongoing.insert(first_offset, producer_id);
+            debug_assert!(previous.is_none(), "two transactions start at one offset");
+        }
         let touch = self.next_touch;
         self.next_touch += 1;
         self.recency.insert((seen_ms, touch, producer_id));
@@ -523,13 +772,25 @@ impl ProducerStates {
                 .recency
                 .remove(&(old.last_seen_ms, old.touch, producer_id));
             assert!(removed, "every slot is in the recency order");
+            if let Some(first_offset) = old.entry.current_txn_first_offset {
+                self.ongoing.remove(&first_offset);
+            }
         }
     }
 
     fn evict_to_bound(&mut self) {
         // Bounded: each iteration removes one producer.
         while self.slots.len() > self.max_producers {
-            let &(_, _, producer_id) = self.recency.first().expect("more slots than the bound");
+            // The least recently used producer without an open transaction; only if every
+            // producer has one, the least recently used of all (its transaction is then no
+            // longer tracked here: the bound wins).
+            let producer_id = self
+                .recency
+                .iter()
+                .map(|&(_, _, producer_id)| producer_id)
+                .find(|p| self.slots[p].entry.current_txn_first_offset.is_none())
+                .or_else(|| self.recency.first().map(|&(_, _, producer_id)| producer_id))
+                .expect("more slots than the bound");
             self.remove(producer_id);
         }
         debug_assert_eq!(self.slots.len(), self.recency.len());
@@ -552,6 +813,8 @@ impl ProducerStates {
             out.extend_from_slice(&entry.epoch.to_be_bytes());
             out.extend_from_slice(&entry.last_timestamp_ms.to_be_bytes());
             out.extend_from_slice(&last_seen_ms.to_be_bytes());
+            out.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
+            out.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
             let batches = entry.batches.as_slice();
             out.push(batches.len() as u8);
             for b in batches {
@@ -580,7 +843,7 @@ impl ProducerStates {
             return Err("not a producer state snapshot (bad magic)".into());
         }
         let version = r.u16()?;
-        if version != SNAPSHOT_VERSION {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(format!("unknown snapshot version {version}"));
         }
         let stored_crc = r.u32()?;
@@ -609,11 +872,23 @@ impl ProducerStates {
             let epoch = r.i16()?;
             let last_timestamp_ms = r.i64()?;
             let last_seen_ms = r.i64()?;
+            let (coordinator_epoch, txn_first_offset) = if version >= 2 {
+                (r.i32()?, r.i64()?)
+            } else {
+                (-1, -1)
+            };
             let batch_count = usize::from(r.u8()?);
             if producer_id < 0 {
                 return Err(format!("negative producer id {producer_id}"));
             }
-            if !(1..=BATCHES_RETAINED_PER_PRODUCER).contains(&batch_count) {
+            if txn_first_offset < -1 || txn_first_offset >= offset {
+                return Err(format!(
+                    "producer {producer_id}: transaction first offset {txn_first_offset} \
+                     not below {offset}"
+                ));
+            }
+            let min_batches = if version >= 2 { 0 } else { 1 };
+            if !(min_batches..=BATCHES_RETAINED_PER_PRODUCER).contains(&batch_count) {
                 return Err(format!("producer {producer_id} has {batch_count} batches"));
             }
             if last_seen_ms < previous_seen_ms {
@@ -621,6 +896,13 @@ impl ProducerStates {
             }
             previous_seen_ms = last_seen_ms;
             let mut entry = ProducerEntry::new(epoch);
+            entry.coordinator_epoch = coordinator_epoch;
+            entry.current_txn_first_offset = (txn_first_offset >= 0).then_some(txn_first_offset);
+            if let Some(first_offset) = entry.current_txn_first_offset {
+                if states.ongoing.contains_key(&first_offset) {
+                    return Err(format!("two transactions start at offset {first_offset}"));
+                }
+            }
             let mut previous_last_offset = -1i64;
             for _ in 0..batch_count {
                 let batch = BatchMetadata {
@@ -707,12 +989,177 @@ mod tests {
             base_sequence,
             last_offset_delta: records - 1,
             is_control: false,
+            is_transactional: false,
+            coordinator_epoch: -1,
             max_timestamp_ms: 1_000,
         }
     }
 
+    fn txn_batch(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BatchProducer {
+        BatchProducer {
+            is_transactional: true,
+            ..batch(producer_id, epoch, base_sequence, records)
+        }
+    }
+
+    fn marker(producer_id: i64, epoch: i16, coordinator_epoch: i32) -> BatchProducer {
+        BatchProducer {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: -1,
+            last_offset_delta: 0,
+            is_control: true,
+            is_transactional: true,
+            coordinator_epoch,
+            max_timestamp_ms: 1_000,
+        }
+    }
+
+    /// Plans and commits; returns the completed transactions.
+    fn apply(
+        states: &mut ProducerStates,
+        batches: &[BatchProducer],
+        base_offset: i64,
+    ) -> Vec<CompletedTxn> {
+        match states.plan(batches, base_offset, true).expect("accepted") {
+            Plan::Append(staged) => {
+                let completed = staged.completed.clone();
+                let fuo = staged.first_unstable_offset;
+                states.commit(staged, 0);
+                assert_eq!(
+                    states.first_unstable_offset(),
+                    fuo,
+                    "predicted first unstable offset"
+                );
+                completed
+            }
+            Plan::Duplicate { .. } => panic!("unexpected duplicate"),
+        }
+    }
+
+    #[test]
+    fn given_transactional_batches_when_marker_written_should_track_and_close_transaction() {
+        let mut states = ProducerStates::default();
+        assert!(apply(&mut states, &[txn_batch(7, 0, 0, 3)], 10).is_empty());
+        assert!(apply(&mut states, &[txn_batch(8, 0, 0, 1)], 13).is_empty());
+        assert!(apply(&mut states, &[txn_batch(7, 0, 3, 2)], 14).is_empty());
+        assert_eq!(states.first_unstable_offset(), Some(10));
+        let done = apply(&mut states, &[marker(7, 0, 0)], 16);
+        assert_eq!(
+            done,
+            vec![CompletedTxn {
+                producer_id: 7,
+                first_offset: 10,
+                last_offset: 16
+            }]
+        );
+        assert_eq!(states.first_unstable_offset(), Some(13));
+        let done = apply(&mut states, &[marker(8, 0, 0)], 17);
+        assert_eq!(done.len(), 1);
+        assert_eq!(states.first_unstable_offset(), None);
+        // The next transaction continues the sequence.
+        apply(&mut states, &[txn_batch(7, 0, 5, 1)], 18);
+        assert_eq!(states.first_unstable_offset(), Some(18));
+    }
+
+    #[test]
+    fn given_open_transaction_when_non_transactional_batch_should_answer_invalid_txn_state() {
+        let mut states = ProducerStates::default();
+        apply(&mut states, &[txn_batch(7, 0, 0, 1)], 0);
+        let err = states.plan(&[batch(7, 0, 1, 1)], 1, true).unwrap_err();
+        assert!(
+            matches!(err, LogError::InvalidTxnState { producer_id: 7 }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn given_marker_from_older_coordinator_epoch_should_fence_it() {
+        let mut states = ProducerStates::default();
+        apply(&mut states, &[txn_batch(7, 0, 0, 1)], 0);
+        apply(&mut states, &[marker(7, 0, 5)], 1);
+        apply(&mut states, &[txn_batch(7, 0, 1, 1)], 2);
+        let err = states.plan(&[marker(7, 0, 4)], 3, true).unwrap_err();
+        assert!(
+            matches!(err, LogError::TransactionCoordinatorFenced { .. }),
+            "{err:?}"
+        );
+        let err = states.plan(&[marker(7, 0, 5)], 3, true).map(|_| ());
+        assert!(err.is_ok());
+    }
+
+    #[test]
+    fn given_marker_with_older_producer_epoch_should_refuse_and_bumped_epoch_should_reset() {
+        let mut states = ProducerStates::default();
+        apply(&mut states, &[txn_batch(7, 2, 0, 1)], 0);
+        assert!(matches!(
+            states.plan(&[marker(7, 1, 0)], 1, true).unwrap_err(),
+            LogError::InvalidProducerEpoch { .. }
+        ));
+        // An abort with a bumped epoch (a fenced producer's transaction) closes it.
+        let done = apply(&mut states, &[marker(7, 3, 0)], 1);
+        assert_eq!(done.len(), 1);
+        assert!(matches!(
+            states.plan(&[txn_batch(7, 2, 1, 1)], 2, true).unwrap_err(),
+            LogError::InvalidProducerEpoch { .. }
+        ));
+        apply(&mut states, &[txn_batch(7, 3, 0, 1)], 2);
+    }
+
+    #[test]
+    fn given_marker_without_open_transaction_should_close_nothing() {
+        let mut states = ProducerStates::default();
+        assert!(apply(&mut states, &[marker(9, 0, 0)], 0).is_empty());
+        assert_eq!(states.first_unstable_offset(), None);
+    }
+
+    #[test]
+    fn given_open_transaction_should_survive_expiry_and_snapshot() {
+        let mut states = ProducerStates::default();
+        apply(&mut states, &[txn_batch(7, 0, 0, 2)], 5);
+        apply(&mut states, &[batch(8, 0, 0, 1)], 7);
+        apply(&mut states, &[marker(9, 4, 3)], 8);
+        assert_eq!(
+            states.expire(1_000_000, 10),
+            2,
+            "only the producers without a transaction"
+        );
+        assert_eq!(states.first_unstable_offset(), Some(5));
+        let bytes = states.encode_snapshot(9);
+        let back = ProducerStates::decode_snapshot(&bytes, 9, 10).unwrap();
+        assert_eq!(back.first_unstable_offset(), Some(5));
+        assert_eq!(back.view(7), states.view(7));
+        let mut back = back;
+        let done = apply(&mut back, &[marker(7, 0, 0)], 9);
+        assert_eq!(
+            done,
+            vec![CompletedTxn {
+                producer_id: 7,
+                first_offset: 5,
+                last_offset: 9
+            }]
+        );
+    }
+
+    #[test]
+    fn given_replayed_batches_should_rebuild_transactions_like_appends() {
+        let mut states = ProducerStates::default();
+        assert_eq!(states.replay(&txn_batch(7, 0, 0, 2), 0, 0), None);
+        assert_eq!(states.first_unstable_offset(), Some(0));
+        let done = states.replay(&marker(7, 0, -1), 2, 0);
+        assert_eq!(
+            done,
+            Some(CompletedTxn {
+                producer_id: 7,
+                first_offset: 0,
+                last_offset: 2
+            })
+        );
+        assert_eq!(states.first_unstable_offset(), None);
+    }
+
     fn append(states: &mut ProducerStates, batches: &[BatchProducer], base_offset: i64) -> Plan {
-        let plan = states.plan(batches, base_offset).expect("accepted");
+        let plan = states.plan(batches, base_offset, true).expect("accepted");
         match plan {
             Plan::Append(staged) => {
                 states.commit(staged, 0);
@@ -748,7 +1195,7 @@ mod tests {
         );
         states.put(7, entry, 0);
         assert!(matches!(
-            states.plan(&[batch(7, 0, 1, 1)], 3),
+            states.plan(&[batch(7, 0, 1, 1)], 3, true),
             Err(LogError::OutOfOrderSequence {
                 expected_sequence: 0,
                 ..
@@ -758,7 +1205,7 @@ mod tests {
         append(&mut states, &[batch(7, 0, 0, 2)], 3);
         assert_eq!(states.view(7).unwrap().last_sequence, 1);
         assert!(matches!(
-            states.plan(&[batch(7, 0, i32::MAX - 2, 3)], 5),
+            states.plan(&[batch(7, 0, i32::MAX - 2, 3)], 5, true),
             Ok(Plan::Duplicate { .. })
         ));
     }
@@ -772,7 +1219,7 @@ mod tests {
         for i in 2..7 {
             assert!(
                 matches!(
-                    states.plan(&[batch(1, 0, i, 1)], 7),
+                    states.plan(&[batch(1, 0, i, 1)], 7, true),
                     Ok(Plan::Duplicate { first, .. }) if first.first_offset == i64::from(i)
                 ),
                 "{i}"
@@ -780,7 +1227,7 @@ mod tests {
         }
         for i in 0..2 {
             assert!(matches!(
-                states.plan(&[batch(1, 0, i, 1)], 7),
+                states.plan(&[batch(1, 0, i, 1)], 7, true),
                 Err(LogError::OutOfOrderSequence { .. })
             ));
         }
@@ -803,10 +1250,10 @@ mod tests {
     #[test]
     fn given_idle_producers_when_expired_should_remove_only_those() {
         let mut states = ProducerStates::default();
-        let plan = states.plan(&[batch(1, 0, 0, 1)], 0).unwrap();
+        let plan = states.plan(&[batch(1, 0, 0, 1)], 0, true).unwrap();
         let Plan::Append(staged) = plan else { panic!() };
         states.commit(staged, 1_000);
-        let plan = states.plan(&[batch(2, 0, 0, 1)], 1).unwrap();
+        let plan = states.plan(&[batch(2, 0, 0, 1)], 1, true).unwrap();
         let Plan::Append(staged) = plan else { panic!() };
         states.commit(staged, 5_000);
         assert_eq!(states.expire(10_999, 10_000), 0);

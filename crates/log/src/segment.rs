@@ -283,6 +283,8 @@ impl BatchHeader {
                 base_sequence: i32_at(53),
                 last_offset_delta,
                 is_control: i16_at(21) & 0x20 != 0,
+                is_transactional: i16_at(21) & 0x10 != 0,
+                coordinator_epoch: -1,
                 max_timestamp_ms: i64_at(35),
             },
         })
@@ -571,6 +573,8 @@ mod tests {
                 base_sequence: 40,
                 last_offset_delta: 2,
                 is_control: false,
+                is_transactional: false,
+                coordinator_epoch: -1,
                 max_timestamp_ms: 1_234,
             }
         );

@@ -11,3 +11,4 @@ mod model;
 mod producer;
 mod producer_model;
 mod recovery;
+mod transactions;

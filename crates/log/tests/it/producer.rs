@@ -317,9 +317,23 @@ fn given_transactional_batches_should_be_tracked_and_control_batches_not_checked
     set_attribute_bits(&mut b, ATTR_TRANSACTIONAL, true);
     assert!(log.append(&mut b, 0, T0_MS).unwrap().duplicate);
     // A control batch (a transaction marker) carries no sequence to check.
-    let mut marker = producer_batch(PID, 0, -1, 1, T0_MS);
-    set_attribute_bits(&mut marker, ATTR_CONTROL | ATTR_TRANSACTIONAL, true);
+    let mut marker = runnel_model::control::build_marker_batch(
+        &runnel_model::control::Marker {
+            producer_id: PID,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            commit: true,
+        },
+        T0_MS,
+    );
     assert_eq!(log.append(&mut marker, 0, T0_MS).unwrap().base_offset, 2);
+    // A control batch that is not a well-formed marker is refused.
+    let mut bogus = producer_batch(PID, 0, -1, 1, T0_MS);
+    set_attribute_bits(&mut bogus, ATTR_CONTROL | ATTR_TRANSACTIONAL, true);
+    assert!(matches!(
+        log.append(&mut bogus, 0, T0_MS),
+        Err(LogError::InvalidRecords(_))
+    ));
     assert_eq!(log.producer_state(PID).unwrap().last_sequence, 1);
     // Batches without a producer id are not tracked.
     append(&log, 2);
