@@ -351,8 +351,10 @@ mod tests {
 
     #[test]
     fn given_fetch_range_should_collect_overlapping_aborted_transactions() {
-        let mut txns = AbortedTxns::default();
-        txns.entries = vec![txn(1, 0, 5), txn(2, 3, 9), txn(3, 20, 30), txn(4, 8, 40)];
+        let txns = AbortedTxns {
+            entries: vec![txn(1, 0, 5), txn(2, 3, 9), txn(3, 20, 30), txn(4, 8, 40)],
+            ..AbortedTxns::default()
+        };
         assert_eq!(txns.collect(6, 10), vec![txn(2, 3, 9), txn(4, 8, 40)]);
         assert_eq!(txns.collect(0, 4), vec![txn(1, 0, 5), txn(2, 3, 9)]);
         assert!(txns.collect(41, 50).is_empty());
