@@ -53,11 +53,6 @@ def _setup_topic(b, new_topic) -> tuple[str, list[str]]:
 
 
 # --------------------------------------------------------------------------------------- kafka-python
-# Known intermittent failure (about 1 run in 4 here): after a SyncGroup that kafka-python sees
-# fail "due to coordinator rebalance", one of the two members can stay in the group with an
-# empty assignment while the other holds all partitions. Not understood yet; tracked in the
-# closing note of the consumer-groups work. Non-strict so that a pass is not an error.
-@pytest.mark.xfail(strict=False, reason="intermittent: a kafka-python member may keep an empty assignment after a failed SyncGroup")
 @pytest.mark.timeout(90)
 def test_kafka_python_group_forms_consumes_commits(make_broker, new_topic):
     from kafka import KafkaConsumer
