@@ -6,10 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use runnel_group::shard::RequestContext;
 use runnel_group::{
@@ -23,17 +20,25 @@ use uuid::Uuid;
 
 use crate::errors::KafkaError;
 use crate::state::{now_ms, Broker, Partition, TopicSpec};
+use runnel_model::control::Marker;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Requests queued for one shard before senders wait.
 const SHARD_QUEUE_DEPTH: usize = 1024;
-/// Bytes read per step when replaying a partition.
-const REPLAY_READ_BYTES: usize = 1024 * 1024;
 
-pub(crate) struct ShardCommand {
-    request: ShardRequest,
-    ctx: RequestContext,
-    reply: oneshot::Sender<GroupResponse>,
+pub(crate) enum ShardCommand {
+    Request {
+        request: Box<ShardRequest>,
+        ctx: RequestContext,
+        reply: oneshot::Sender<GroupResponse>,
+    },
+    /// Write a transaction marker into the shard's partition and end the producer's
+    /// transactional offset commits accordingly (the transaction coordinator's marker for
+    /// this partition of `__consumer_offsets`).
+    Marker {
+        marker: Marker,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The shards of the group coordinator, started when `__consumer_offsets` exists.
@@ -55,6 +60,23 @@ impl GroupCoordinators {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect()
+    }
+
+    /// Transactional offsets that a commit marker made visible: (group, topic, partition,
+    /// value).
+    fn track_committed(
+        &self,
+        offsets: &[(
+            String,
+            String,
+            i32,
+            runnel_group::records::OffsetCommitValue,
+        )],
+    ) {
+        let mut committed = self.committed.lock().expect("committed offsets lock");
+        for (group, topic, partition, value) in offsets {
+            committed.insert((group.clone(), topic.clone(), *partition), value.offset);
+        }
     }
 
     fn track(&self, records: &[GroupRecord]) {
@@ -215,8 +237,8 @@ impl Broker {
         let (reply, rx) = oneshot::channel();
         let not_available = || KafkaError::new(ResponseError::CoordinatorNotAvailable);
         shards[index]
-            .send(ShardCommand {
-                request,
+            .send(ShardCommand::Request {
+                request: Box::new(request),
                 ctx: ctx.clone(),
                 reply,
             })
@@ -226,44 +248,37 @@ impl Broker {
             .map_err(|_| KafkaError::new(ResponseError::NotCoordinator))
     }
 
+    /// Writes a transaction marker into partition `index` of `__consumer_offsets` through
+    /// the group coordinator shard that owns it.
+    pub(crate) async fn write_group_marker(
+        self: &Arc<Self>,
+        index: i32,
+        marker: Marker,
+    ) -> Result<(), String> {
+        let shards = self
+            .group_coordinators()
+            .await
+            .map_err(|e| format!("group coordinator not available (error {})", e.code()))?;
+        let Some(shard) = usize::try_from(index).ok().and_then(|i| shards.get(i)) else {
+            // The partition does not exist (any more): nothing to mark.
+            return Ok(());
+        };
+        let (reply, rx) = oneshot::channel();
+        shard
+            .send(ShardCommand::Marker { marker, reply })
+            .await
+            .map_err(|_| "the group coordinator is not running".to_string())?;
+        rx.await
+            .map_err(|_| "the group coordinator stopped".to_string())?
+    }
+
     pub(crate) fn group_shard_count(&self) -> Option<usize> {
         self.coordinators.shards.get().map(|s| s.len())
     }
 }
 
 fn encode_records(records: &[GroupRecord], now_ms: i64) -> Result<BytesMut, String> {
-    let records: Vec<Record> = records
-        .iter()
-        .map(|r| {
-            let (key, value) = r.encode();
-            Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: 0,
-                sequence: -1,
-                timestamp: now_ms,
-                key: Some(Bytes::from(key)),
-                value: value.map(Bytes::from),
-                headers: Default::default(),
-                delete_horizon: false,
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(buf)
+    crate::internal_topic::encode_key_values(records.iter().map(GroupRecord::encode), None, now_ms)
 }
 
 /// Replays every record of the partition into a fresh shard.
@@ -273,50 +288,49 @@ fn load_shard(
     config: &GroupConfig,
 ) -> Result<GroupCoordinatorShard, String> {
     let mut committed: Vec<GroupRecord> = Vec::new();
+    // Transactional offset commits count as committed (for lag metrics) once their commit
+    // marker is read.
+    let mut pending: HashMap<i64, Vec<GroupRecord>> = HashMap::new();
     let mut shard = GroupCoordinatorShard::new(partition.index, config.clone());
-    let end = partition.high_watermark();
-    let mut offset = partition.log.log_start_offset();
     let now = now_ms();
     let mut replayed = 0u64;
-    while offset < end {
-        let read = partition
-            .log
-            .read(offset, REPLAY_READ_BYTES, end, true)
-            .map_err(|e| e.to_string())?;
-        if read.bytes.is_empty() {
-            break;
-        }
-        let mut next = offset;
-        for batch in runnel_model::batch::Batches::new(&read.bytes) {
-            let batch = batch.map_err(|e| e.to_string())?;
-            next = batch.next_offset();
-            let mut bytes = Bytes::copy_from_slice(batch.as_bytes());
-            let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| e.to_string())?;
-            for record in set.records {
-                if record.offset < offset || record.control {
-                    continue;
+    crate::internal_topic::replay_partition(partition, |batch, records| {
+        if batch.is_control() {
+            if let Ok(Some(m)) = runnel_model::control::parse_marker(batch) {
+                shard.replay_txn_marker(m.producer_id, m.commit);
+                let records = pending.remove(&m.producer_id).unwrap_or_default();
+                if m.commit {
+                    committed.extend(records);
                 }
-                let Some(key) = record.key.as_ref() else {
-                    continue;
-                };
-                match GroupRecord::decode(key, record.value.as_deref()) {
-                    Ok(r) => {
-                        shard.replay(&r, now).map_err(|e| e.to_string())?;
-                        committed.push(r);
-                        replayed += 1;
+            }
+            return Ok(());
+        }
+        let txn_producer = batch.is_transactional().then(|| batch.producer_id());
+        for record in records {
+            let Some(key) = record.key.as_ref() else {
+                continue;
+            };
+            match GroupRecord::decode(key, record.value.as_deref()) {
+                Ok(r) => {
+                    match txn_producer {
+                        Some(pid) => shard.replay_transactional(pid, &r, now),
+                        None => shard.replay(&r, now),
                     }
-                    Err(e) => {
-                        warn!(partition = partition.index, offset = record.offset, error = %e,
-                        "skipping a record of {OFFSETS_TOPIC} that does not decode")
+                    .map_err(|e| e.to_string())?;
+                    match txn_producer {
+                        Some(pid) => pending.entry(pid).or_default().push(r),
+                        None => committed.push(r),
                     }
+                    replayed += 1;
+                }
+                Err(e) => {
+                    warn!(partition = partition.index, offset = record.offset, error = %e,
+                    "skipping a record of {OFFSETS_TOPIC} that does not decode")
                 }
             }
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+        Ok(())
+    })?;
     broker.coordinators.track(&committed);
     info!(
         partition = partition.index,
@@ -364,12 +378,33 @@ async fn run_shard(
         };
         let out = tokio::select! {
             cmd = rx.recv() => {
-                let Some(cmd) = cmd else { return };
-                let id = next_id;
-                next_id += 1;
-                pending.insert(id, cmd.reply);
-                let topics = ImageTopics(broker.image());
-                shard.handle_with_context(id, cmd.request, &cmd.ctx, &topics, now_ms())
+                match cmd {
+                    None => return,
+                    Some(ShardCommand::Request { request, ctx, reply }) => {
+                        let id = next_id;
+                        next_id += 1;
+                        pending.insert(id, reply);
+                        let topics = ImageTopics(broker.image());
+                        shard.handle_with_context(id, *request, &ctx, &topics, now_ms())
+                    }
+                    Some(ShardCommand::Marker { marker, reply }) => {
+                        let written =
+                            crate::txn_coordinator::append_marker(&broker, &partition, &marker);
+                        let out = match written {
+                            Ok(()) => {
+                                let offsets = shard.pending_txn_offsets(marker.producer_id);
+                                let out = shard.complete_txn(marker.producer_id, marker.commit, now_ms());
+                                if marker.commit {
+                                    broker.coordinators.track_committed(&offsets);
+                                }
+                                out
+                            }
+                            Err(_) => Output::default(),
+                        };
+                        let _ = reply.send(written);
+                        out
+                    }
+                }
             }
             _ = sleep => {
                 let topics = ImageTopics(broker.image());
@@ -405,30 +440,37 @@ fn apply(
     out: Output,
     pending: &mut HashMap<RequestId, oneshot::Sender<GroupResponse>>,
 ) -> bool {
+    use runnel_log::AppendOrigin;
+    let mut batches = Vec::with_capacity(2);
     if !out.records.is_empty() {
-        let appended = encode_records(&out.records, now_ms()).and_then(|mut batch| {
-            tokio::task::block_in_place(|| {
-                partition
-                    .log
-                    .append(&mut batch, partition.leader_epoch, now_ms())
-                    .map_err(|e| e.to_string())
-            })
-        });
-        match appended {
-            Ok(info) => {
-                partition.advance_high_watermark(info.last_offset + 1);
-                broker.data_arrived.notify_waiters();
-                broker.coordinators.track(&out.records);
+        batches.push((encode_records(&out.records, now_ms()), AppendOrigin::Client));
+    }
+    if let Some(txn) = &out.txn_records {
+        // Transactional offset commits: a transactional batch of the producer, written by
+        // the coordinator (no sequence numbers to check).
+        let producer = crate::internal_topic::TxnProducer {
+            producer_id: txn.producer_id,
+            producer_epoch: txn.producer_epoch,
+        };
+        let batch = crate::internal_topic::encode_key_values(
+            txn.records.iter().map(GroupRecord::encode),
+            Some(producer),
+            now_ms(),
+        );
+        batches.push((batch, AppendOrigin::Coordinator));
+    }
+    for (batch, origin) in batches {
+        let appended =
+            batch.and_then(|b| crate::internal_topic::append(broker, partition, b, origin));
+        if let Err(e) = appended {
+            error!(partition = partition.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
+            for (id, _) in out.responses {
+                pending.remove(&id);
             }
-            Err(e) => {
-                error!(partition = partition.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
-                for (id, _) in out.responses {
-                    pending.remove(&id);
-                }
-                return false;
-            }
+            return false;
         }
     }
+    broker.coordinators.track(&out.records);
     for (id, response) in out.responses {
         if let Some(tx) = pending.remove(&id) {
             let _ = tx.send(response);

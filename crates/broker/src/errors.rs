@@ -47,6 +47,10 @@ impl From<&LogError> for KafkaError {
             LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+            LogError::TransactionCoordinatorFenced { .. } => {
+                ResponseError::TransactionCoordinatorFenced
+            }
             LogError::Closed { .. } => ResponseError::NotLeaderOrFollower,
             LogError::InvalidConfig(_) => ResponseError::InvalidConfig,
             // Our own bytes are damaged, or the disk failed: the data is at risk, not the

@@ -10,9 +10,11 @@ mod errors;
 mod fetch_session;
 mod handlers;
 pub mod huge_alloc;
+mod internal_topic;
 mod limits;
 pub mod server;
 mod state;
+mod txn_coordinator;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -90,6 +90,16 @@ impl Partition {
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
     }
+    /// The last stable offset (KIP-98): below it every transaction is decided, so
+    /// `read_committed` readers may see it. The high watermark, or the first offset of the
+    /// oldest open transaction if that is smaller.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        match self.log.first_unstable_offset() {
+            Some(first_unstable) => first_unstable.min(high_watermark),
+            None => high_watermark,
+        }
+    }
     /// Called after an append completed: the single replica has everything.
     pub fn advance_high_watermark(&self, offset: i64) {
         self.high_watermark.fetch_max(offset, Ordering::AcqRel);
@@ -144,6 +154,7 @@ pub struct Broker {
     pub data_arrived: Notify,
     pub fetch_sessions: Mutex<FetchSessionCache>,
     pub(crate) coordinators: crate::coordinator::GroupCoordinators,
+    pub(crate) txn_coordinators: crate::txn_coordinator::TxnCoordinators,
     pub metrics: Arc<runnel_metrics::Metrics>,
     pub(crate) connection_limiter: Arc<crate::limits::ConnectionLimiter>,
     /// Per API key, the metrics handle (looked up once, not per request).
@@ -262,6 +273,7 @@ impl Broker {
                 config.max_incremental_fetch_session_cache_slots as usize,
             )),
             coordinators: Default::default(),
+            txn_coordinators: Default::default(),
             connection_limiter: crate::limits::ConnectionLimiter::new(
                 config.max_connections,
                 config.max_connections_per_ip,

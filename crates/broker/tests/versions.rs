@@ -374,6 +374,139 @@ async fn every_advertised_version_of_every_api_is_answered() {
                     let r = c.send(&req, v).await;
                     assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}");
                 }
+                ApiKey::AddPartitionsToTxn => {
+                    let (pid, epoch) = init_txn(&mut c, &format!("apt-{v}")).await;
+                    let topics = vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(name("vt"))
+                            .with_partitions(vec![0]),
+                    ];
+                    let req = if v >= 4 {
+                        AddPartitionsToTxnRequest::default().with_transactions(vec![
+                            add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                                .with_transactional_id(txn_id(&format!("apt-{v}")))
+                                .with_producer_id(pid)
+                                .with_producer_epoch(epoch)
+                                .with_topics(topics),
+                        ])
+                    } else {
+                        AddPartitionsToTxnRequest::default()
+                            .with_v3_and_below_transactional_id(txn_id(&format!("apt-{v}")))
+                            .with_v3_and_below_producer_id(pid)
+                            .with_v3_and_below_producer_epoch(epoch)
+                            .with_v3_and_below_topics(topics)
+                    };
+                    let r = c.send(&req, v).await;
+                    let codes: Vec<i16> = if v >= 4 {
+                        r.results_by_transaction[0].topic_results[0]
+                            .results_by_partition
+                            .iter()
+                            .map(|p| p.partition_error_code)
+                            .collect()
+                    } else {
+                        r.results_by_topic_v3_and_below[0]
+                            .results_by_partition
+                            .iter()
+                            .map(|p| p.partition_error_code)
+                            .collect()
+                    };
+                    assert_eq!(
+                        (r.error_code, codes),
+                        (0, vec![0]),
+                        "AddPartitionsToTxn v{v}"
+                    );
+                }
+                ApiKey::AddOffsetsToTxn => {
+                    let (pid, epoch) = init_txn(&mut c, &format!("aot-{v}")).await;
+                    let req = AddOffsetsToTxnRequest::default()
+                        .with_transactional_id(txn_id(&format!("aot-{v}")))
+                        .with_producer_id(pid)
+                        .with_producer_epoch(epoch)
+                        .with_group_id(GroupId(StrBytes::from_static_str("g-txn")));
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.error_code, 0, "AddOffsetsToTxn v{v}");
+                }
+                ApiKey::EndTxn => {
+                    let id = format!("end-{v}");
+                    let (pid, epoch) = init_txn(&mut c, &id).await;
+                    let add = AddOffsetsToTxnRequest::default()
+                        .with_transactional_id(txn_id(&id))
+                        .with_producer_id(pid)
+                        .with_producer_epoch(epoch)
+                        .with_group_id(GroupId(StrBytes::from_static_str("g-txn")));
+                    assert_eq!(c.send(&add, 3).await.error_code, 0);
+                    let req = EndTxnRequest::default()
+                        .with_transactional_id(txn_id(&id))
+                        .with_producer_id(pid)
+                        .with_producer_epoch(epoch)
+                        .with_committed(true);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(r.error_code, 0, "EndTxn v{v}");
+                }
+                ApiKey::TxnOffsetCommit => {
+                    let id = format!("toc-{v}");
+                    let (pid, epoch) = init_txn(&mut c, &id).await;
+                    let group = GroupId(StrBytes::from(format!("g-toc-{v}")));
+                    let add = AddOffsetsToTxnRequest::default()
+                        .with_transactional_id(txn_id(&id))
+                        .with_producer_id(pid)
+                        .with_producer_epoch(epoch)
+                        .with_group_id(group.clone());
+                    assert_eq!(c.send(&add, 3).await.error_code, 0);
+                    let req = TxnOffsetCommitRequest::default()
+                        .with_transactional_id(txn_id(&id))
+                        .with_group_id(group)
+                        .with_producer_id(pid)
+                        .with_producer_epoch(epoch)
+                        .with_generation_id(-1)
+                        .with_topics(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                                .with_name(name("vt"))
+                                .with_partitions(vec![
+                                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                        .with_partition_index(0)
+                                        .with_committed_offset(1)
+                                        .with_committed_leader_epoch(-1),
+                                ]),
+                        ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(
+                        r.topics[0].partitions[0].error_code, 0,
+                        "TxnOffsetCommit v{v}"
+                    );
+                }
+                ApiKey::DescribeTransactions => {
+                    init_txn(&mut c, "dt").await;
+                    let req = DescribeTransactionsRequest::default()
+                        .with_transactional_ids(vec![txn_id("dt")]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(
+                        r.transaction_states[0].error_code, 0,
+                        "DescribeTransactions v{v}"
+                    );
+                    assert_eq!(r.transaction_states[0].transaction_state.as_str(), "Empty");
+                }
+                ApiKey::ListTransactions => {
+                    init_txn(&mut c, "lt").await;
+                    let r = c.send(&ListTransactionsRequest::default(), v).await;
+                    assert_eq!(r.error_code, 0, "ListTransactions v{v}");
+                    assert!(r
+                        .transaction_states
+                        .iter()
+                        .any(|t| t.transactional_id.as_str() == "lt"));
+                }
+                ApiKey::DescribeProducers => {
+                    let req = DescribeProducersRequest::default().with_topics(vec![
+                        describe_producers_request::TopicRequest::default()
+                            .with_name(name("vt"))
+                            .with_partition_indexes(vec![0]),
+                    ]);
+                    let r = c.send(&req, v).await;
+                    assert_eq!(
+                        r.topics[0].partitions[0].error_code, 0,
+                        "DescribeProducers v{v}"
+                    );
+                }
                 other => panic!("{other:?} is advertised but this test does not cover it"),
             }
             checked += 1;
@@ -381,4 +514,24 @@ async fn every_advertised_version_of_every_api_is_answered() {
     }
     assert!(checked > 50, "checked {checked} versions");
     b.stop().await;
+}
+
+fn txn_id(id: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from(id.to_string()))
+}
+
+/// InitProducerId for a transactional id: its producer id and epoch.
+async fn init_txn(c: &mut common::Client, id: &str) -> (ProducerId, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_transaction_timeout_ms(60_000);
+    // The coordinator may still be loading right after FindCoordinator created it.
+    for _ in 0..100 {
+        let r = c.send(&req, 4).await;
+        if r.error_code == 0 {
+            return (r.producer_id, r.producer_epoch);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("InitProducerId for {id} kept failing");
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use runnel_log::LogError;
@@ -90,13 +92,20 @@ fn read_partition(
         return fail(data, ResponseError::UnknownTopicOrPartition.into());
     };
     let high_watermark = partition.high_watermark();
+    let last_stable_offset = partition.last_stable_offset();
     let log_start_offset = partition.log.log_start_offset();
     data.high_watermark = high_watermark;
-    data.last_stable_offset = high_watermark;
+    data.last_stable_offset = last_stable_offset;
     data.log_start_offset = log_start_offset;
     if read_committed {
         data.aborted_transactions = Some(vec![]);
     }
+    // read_committed readers see only decided transactions (KIP-98).
+    let upper_bound = if read_committed {
+        last_stable_offset
+    } else {
+        high_watermark
+    };
     if let Err(code) = check_leader_epoch(spec.current_leader_epoch, partition.leader_epoch) {
         return fail(data, code.into());
     }
@@ -114,11 +123,27 @@ fn read_partition(
     match partition.log.read(
         spec.fetch_offset,
         limit as usize,
-        high_watermark,
+        upper_bound,
         min_one_batch,
     ) {
         Ok(read) => {
             let n = read.bytes.len();
+            if read_committed && n > 0 {
+                // The aborted transactions with data in what is returned: the client drops
+                // their records.
+                data.aborted_transactions = Some(
+                    partition
+                        .log
+                        .aborted_transactions(spec.fetch_offset, read.next_offset)
+                        .into_iter()
+                        .map(|t| {
+                            AbortedTransaction::default()
+                                .with_producer_id(t.producer_id.into())
+                                .with_first_offset(t.first_offset)
+                        })
+                        .collect(),
+                );
+            }
 
             *bytes_left -= n as i64;
             if n > 0 {

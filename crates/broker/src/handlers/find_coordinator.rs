@@ -1,5 +1,6 @@
-//! FindCoordinator (key 10): this node coordinates every group (a cluster of one). The
-//! first request creates `__consumer_offsets` and starts the coordinator, as Kafka does.
+//! FindCoordinator (key 10): this node coordinates every group and every transactional id (a
+//! cluster of one). The first request of a kind creates `__consumer_offsets` or
+//! `__transaction_state` and starts that coordinator, as Kafka does.
 
 use std::sync::Arc;
 
@@ -26,12 +27,12 @@ async fn find(broker: &Arc<Broker>, key_type: i8, key: &str) -> Result<(), Kafka
             }
             broker.group_coordinators().await.map(|_| ())
         }
-        // Refused outright rather than "not available", so that a transactional client fails
-        // with a clear message instead of retrying forever.
-        KEY_TYPE_TRANSACTION => Err(KafkaError::with_message(
-            ResponseError::InvalidRequest,
-            "transactions are not supported yet",
-        )),
+        KEY_TYPE_TRANSACTION => {
+            if key.is_empty() {
+                return Err(KafkaError::new(ResponseError::InvalidRequest));
+            }
+            broker.txn_coordinators().await.map(|_| ())
+        }
         other => Err(KafkaError::with_message(
             ResponseError::InvalidRequest,
             format!("unknown coordinator key type {other}"),

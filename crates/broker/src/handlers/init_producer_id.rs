@@ -1,7 +1,8 @@
-//! InitProducerId (key 22) for idempotent producers: a fresh producer id with epoch 0.
+//! InitProducerId (key 22). For an idempotent producer: a fresh producer id with epoch 0.
 //! Producer ids come in blocks recorded in the metadata log, so none is ever reused, across
-//! restarts too. (Kafka 3+ clients enable idempotence by default.) Transactional producers
-//! are refused until the transaction coordinator exists.
+//! restarts too. (Kafka 3+ clients enable idempotence by default.) For a transactional
+//! producer: answered by the transaction coordinator shard that owns the transactional id
+//! (epoch bumps, fencing of the previous instance, KIP-360 recovery).
 
 use std::sync::Arc;
 
@@ -10,14 +11,16 @@ use kafka_protocol::ResponseError;
 use runnel_protocol::VersionRange;
 use tracing::error;
 
+use super::txn_routing::route;
 use crate::state::Broker;
+use runnel_txn::{TxnRequest, TxnResponse};
 
 pub const VERSIONS: VersionRange = VersionRange::new(0, 5);
 
 pub async fn handle(
     broker: &Arc<Broker>,
     req: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
     let refused = |code: ResponseError| {
         InitProducerIdResponse::default()
@@ -25,8 +28,12 @@ pub async fn handle(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if req.transactional_id.is_some() {
-        return refused(ResponseError::InvalidRequest);
+    if let Some(id) = req.transactional_id.clone() {
+        let id = id.to_string();
+        return match route(broker, &id, version, TxnRequest::InitProducerId(req)).await {
+            TxnResponse::InitProducerId(r) => r,
+            _ => refused(ResponseError::UnknownServerError),
+        };
     }
     match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()

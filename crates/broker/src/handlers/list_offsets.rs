@@ -55,6 +55,7 @@ fn lookup(
     index: i32,
     current_leader_epoch: i32,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<(i64, i64, i32), KafkaError> {
     let topic = broker
         .topic(topic)
@@ -64,7 +65,12 @@ fn lookup(
         .ok_or(KafkaError::new(ResponseError::UnknownTopicOrPartition))?;
     check_leader_epoch(current_leader_epoch, partition.leader_epoch)?;
     let epoch = partition.leader_epoch;
-    let hw = partition.high_watermark();
+    // Under read_committed nothing past the last stable offset exists yet (KIP-98).
+    let hw = if read_committed {
+        partition.last_stable_offset()
+    } else {
+        partition.high_watermark()
+    };
     let log = &partition.log;
     Ok(match timestamp {
         LATEST_TIMESTAMP => (-1, hw, epoch),
@@ -118,6 +124,7 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         p.partition_index,
                         p.current_leader_epoch,
                         p.timestamp,
+                        req.isolation_level == 1,
                     ) {
                         Ok((timestamp, offset, leader_epoch)) => base
                             .with_error_code(0)

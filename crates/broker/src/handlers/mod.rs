@@ -12,6 +12,8 @@ use runnel_group::shard::RequestContext;
 
 use crate::state::Broker;
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod consumer_group_describe;
@@ -24,6 +26,9 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod group_routing;
@@ -34,6 +39,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -41,6 +47,8 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
+mod txn_routing;
 
 /// Every API this broker implements, with its versions.
 pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
@@ -84,6 +92,16 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
         ApiKey::ConsumerGroupDescribe,
         consumer_group_describe::VERSIONS,
     ),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
+    (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
+    (ApiKey::DescribeProducers, describe_producers::VERSIONS),
+    (
+        ApiKey::DescribeTransactions,
+        describe_transactions::VERSIONS,
+    ),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
 ];
 
 pub fn supported(key: ApiKey) -> Option<VersionRange> {
@@ -158,6 +176,19 @@ pub async fn dispatch(
         RequestKind::ConsumerGroupDescribe(r) => consumer_group_describe::handle(broker, ctx, r, v)
             .await
             .into(),
+        RequestKind::AddPartitionsToTxn(r) => {
+            add_partitions_to_txn::handle(broker, r, v).await.into()
+        }
+        RequestKind::AddOffsetsToTxn(r) => add_offsets_to_txn::handle(broker, r, v).await.into(),
+        RequestKind::EndTxn(r) => end_txn::handle(broker, r, v).await.into(),
+        RequestKind::TxnOffsetCommit(r) => {
+            txn_offset_commit::handle(broker, ctx, r, v).await.into()
+        }
+        RequestKind::DescribeProducers(r) => describe_producers::handle(broker, r, v).into(),
+        RequestKind::DescribeTransactions(r) => {
+            describe_transactions::handle(broker, r, v).await.into()
+        }
+        RequestKind::ListTransactions(r) => list_transactions::handle(broker, r, v).await.into(),
         other => {
             // decode_request only lets through keys listed in SUPPORTED.
             warn!(api_key = ?req.api_key, "request for an API without a handler");
@@ -202,6 +233,8 @@ pub(crate) fn has_error(r: &ResponseKind) -> bool {
         }
         ResponseKind::InitProducerId(r) => r.error_code != 0,
         ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code != 0,
+        ResponseKind::EndTxn(r) => r.error_code != 0,
+        ResponseKind::AddOffsetsToTxn(r) => r.error_code != 0,
         _ => false,
     }
 }

@@ -35,9 +35,9 @@ fn error_response(index: i32, err: &KafkaError) -> PartitionProduceResponse {
 }
 
 /// Kafka's checks of what only a broker may write: control batches come from coordinators,
-/// an idempotent batch needs a sequence, and transactional batches need a transaction (not
-/// supported yet).
-fn check_client_batches(records: &[u8]) -> Result<(), KafkaError> {
+/// an idempotent batch needs a sequence, and transactional batches come from a request that
+/// names its transactional id.
+fn check_client_batches(records: &[u8], transactional: bool) -> Result<(), KafkaError> {
     for batch in Batches::new(records).flatten() {
         if batch.is_control() {
             return Err(KafkaError::with_message(
@@ -51,10 +51,10 @@ fn check_client_batches(records: &[u8]) -> Result<(), KafkaError> {
                 "an idempotent batch needs a base sequence",
             ));
         }
-        if batch.is_transactional() {
+        if batch.is_transactional() && !transactional {
             return Err(KafkaError::with_message(
-                ResponseError::InvalidTxnState,
-                "transactions are not supported yet",
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactional records need the request's transactional id",
             ));
         }
     }
@@ -108,6 +108,7 @@ fn append_partition(
     topic: &TopicState,
     index: i32,
     records: Option<bytes::Bytes>,
+    transactional: bool,
 ) -> PartitionProduceResponse {
     let Some(partition) = topic.partition(index) else {
         return error_response(index, &ResponseError::UnknownTopicOrPartition.into());
@@ -137,7 +138,7 @@ fn append_partition(
             ),
         );
     }
-    if let Err(e) = check_client_batches(&records) {
+    if let Err(e) = check_client_batches(&records, transactional) {
         return error_response(index, &e);
     }
     if topic.settings.compacted {
@@ -191,8 +192,95 @@ fn append_partition(
     }
 }
 
+/// The producer of the first transactional batch of a record set: `(producer id, epoch)`.
+fn transactional_producer(records: Option<&bytes::Bytes>) -> Option<(i64, i16)> {
+    Batches::new(records?)
+        .flatten()
+        .find(|b| b.is_transactional() && !b.is_control())
+        .map(|b| (b.producer_id(), b.producer_epoch()))
+}
+
+/// KIP-890 part 1: before a transactional batch opens a transaction in a partition, the
+/// transaction coordinator confirms that the producer's ongoing transaction includes that
+/// partition (AddPartitionsToTxn verify_only). A late or stray write (say, a retry after the
+/// transaction was aborted) is refused with INVALID_TXN_STATE instead of opening a
+/// transaction that nothing would ever close (a "hanging" transaction, which would hold the
+/// partition's last stable offset back for good).
+async fn verify_transaction(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    topic: &TopicState,
+    index: i32,
+    producer: (i64, i16),
+) -> Result<(), KafkaError> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TopicName};
+    let Some(partition) = topic.partition(index) else {
+        return Ok(());
+    };
+    if partition
+        .log
+        .ongoing_transactions()
+        .iter()
+        .any(|&(_, producer_id)| producer_id == producer.0)
+    {
+        return Ok(());
+    }
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(sb(transactional_id).into())
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_verify_only(true)
+            .with_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(sb(&topic.name)))
+                .with_partitions(vec![index])]),
+    ]);
+    let refused = |code: i16| {
+        let error = match ResponseError::try_from_code(code) {
+            // A fenced producer: Produce answers it with INVALID_PRODUCER_EPOCH, as Kafka does
+            // (PRODUCER_FENCED is not among Produce's error codes).
+            Some(ResponseError::ProducerFenced) | Some(ResponseError::InvalidProducerEpoch) => {
+                ResponseError::InvalidProducerEpoch
+            }
+            Some(e) => e,
+            None => ResponseError::InvalidTxnState,
+        };
+        KafkaError::with_message(
+            error,
+            "the partition is not part of the producer's ongoing transaction",
+        )
+    };
+    let response = super::txn_routing::route(
+        broker,
+        transactional_id,
+        4,
+        runnel_txn::TxnRequest::AddPartitionsToTxn(request),
+    )
+    .await;
+    let runnel_txn::TxnResponse::AddPartitionsToTxn(r) = response else {
+        return Err(refused(ResponseError::InvalidTxnState.code()));
+    };
+    if r.error_code != 0 {
+        return Err(refused(r.error_code));
+    }
+    for result in &r.results_by_transaction {
+        for t in &result.topic_results {
+            for p in &t.results_by_partition {
+                if p.partition_error_code != 0 {
+                    return Err(refused(p.partition_error_code));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
+    let transactional_id = req.transactional_id.as_ref().map(|t| t.to_string());
     let valid_acks = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic_data in req.topic_data {
@@ -209,11 +297,29 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
                 .collect()
         } else {
             match resolve_topic(broker, &name).await {
-                Ok(topic) => topic_data
-                    .partition_data
-                    .into_iter()
-                    .map(|p| append_partition(broker, version, &topic, p.index, p.records))
-                    .collect(),
+                Ok(topic) => {
+                    let mut out = Vec::with_capacity(topic_data.partition_data.len());
+                    for p in topic_data.partition_data {
+                        let producer = transactional_producer(p.records.as_ref());
+                        if let (Some(id), Some(producer)) = (&transactional_id, producer) {
+                            if let Err(e) =
+                                verify_transaction(broker, id, &topic, p.index, producer).await
+                            {
+                                out.push(error_response(p.index, &e));
+                                continue;
+                            }
+                        }
+                        out.push(append_partition(
+                            broker,
+                            version,
+                            &topic,
+                            p.index,
+                            p.records,
+                            transactional_id.is_some(),
+                        ));
+                    }
+                    out
+                }
                 Err(err) => topic_data
                     .partition_data
                     .iter()
