@@ -6,6 +6,8 @@
 # Installs what the suites need, idempotently (fast when already installed):
 #   - kcat (apt) when missing,
 #   - .venv with tests/compat/requirements.txt (pinned),
+#   - .venv-quix with tests/compat/quix/requirements.txt (Quix Streams pins an older
+#     confluent-kafka, so it gets its own virtualenv; the exactly-once test runs it),
 #   - tests/compat/node/node_modules from package-lock.json (npm ci).
 #
 # Usage: scripts/test.sh [--strict] [all|rust|compat|python|node|fuzz]...   (default: all)
@@ -23,6 +25,8 @@ COMPAT="tests/compat"
 NODE_DIR="$COMPAT/node"
 VENV="$ROOT/.venv"
 REQS="$COMPAT/requirements.txt"
+QUIX_VENV="$ROOT/.venv-quix"
+QUIX_REQS="$COMPAT/quix/requirements.txt"
 
 log() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
@@ -64,16 +68,17 @@ setup_kcat() {
   command -v kcat >/dev/null 2>&1 || die "kcat still missing after apt-get install"
 }
 
-setup_venv() {
-  local stamp="$VENV/.runnel-requirements.sha256" want
-  want="$(sha "$REQS")"
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating virtualenv $VENV"
-    python3 -m venv "$VENV"
+setup_venv() {  # setup_venv DIR REQUIREMENTS
+  local venv="$1" reqs="$2"
+  local stamp="$venv/.runnel-requirements.sha256" want
+  want="$(sha "$reqs")"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    log "creating virtualenv $venv"
+    python3 -m venv "$venv"
   fi
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
-  log "installing Python test dependencies ($REQS)"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQS"
+  log "installing Python test dependencies ($reqs)"
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$reqs"
   echo "$want" >"$stamp"
 }
 
@@ -122,7 +127,11 @@ node_compat() {
 }
 
 # Setup failures (installs, build) stop everything: nothing after them can be trusted.
-if [[ $want_python -eq 1 ]]; then setup_kcat; setup_venv; fi
+if [[ $want_python -eq 1 ]]; then
+  setup_kcat
+  setup_venv "$VENV" "$REQS"
+  setup_venv "$QUIX_VENV" "$QUIX_REQS"
+fi
 if [[ $want_node -eq 1 ]]; then setup_node; fi
 
 if [[ $want_rust -eq 1 ]]; then
