@@ -950,7 +950,9 @@ impl Broker {
 
     /// Stops listeners and connections, then flushes and closes every partition.
     pub fn shutdown(&self) {
-        let _ = self.shutdown_tx.send(true);
+        // send_replace, not send: send does not store the value when no task has subscribed
+        // yet (tasks subscribe when first polled), and those tasks then never saw the stop.
+        self.shutdown_tx.send_replace(true);
         let topics = self.topics_snapshot();
         for t in topics {
             for p in &t.partitions {
