@@ -734,7 +734,11 @@ impl Suite {
                 Err(e) => self.fail("W2", &e),
             }
         });
-        b.stop_and_remove();
+        let stop = b.stop_and_remove();
+        let mut w1 = w1;
+        if w1["status"] == "ok" {
+            w1["broker_stop_secs"] = json!(r3(stop));
+        }
         (w1, w2)
     }
 
@@ -828,8 +832,12 @@ impl Suite {
                     f
                 }
             };
+            let stop = b.stop_and_remove();
+            let mut v = v;
+            if v["status"] == "ok" {
+                v["broker_stop_secs"] = json!(r3(stop));
+            }
             runs.push(v);
-            b.stop_and_remove();
         }
         json!({
             "acks": self.plan.w3_acks,
@@ -858,7 +866,11 @@ impl Suite {
             }
             Err(e) => self.fail("W4", &e),
         };
-        b.stop_and_remove();
+        let stop = b.stop_and_remove();
+        let mut v = v;
+        if v["status"] == "ok" {
+            v["broker_stop_secs"] = json!(r3(stop));
+        }
         v
     }
 
@@ -1045,7 +1057,11 @@ impl Suite {
             }
             Err(e) => self.fail("W1 large", &e),
         };
-        b.stop_and_remove();
+        let stop = b.stop_and_remove();
+        let mut v = v;
+        if v["status"] == "ok" {
+            v["broker_stop_secs"] = json!(r3(stop));
+        }
         v
     }
 
@@ -1480,15 +1496,16 @@ impl BrokerProc {
     }
 
     /// SIGTERM, wait, remove the data directory.
-    fn stop_and_remove(mut self) {
+    /// SIGTERM, wait for the exit, remove the data directory; the seconds from the signal to
+    /// the exit (a clean shutdown flushes every partition).
+    fn stop_and_remove(mut self) -> f64 {
         let t = Instant::now();
         self.signal(libc::SIGTERM);
-        self.wait_exit(Duration::from_secs(120));
+        self.wait_exit(Duration::from_secs(600));
+        let secs = t.elapsed().as_secs_f64();
         let _ = std::fs::remove_dir_all(&self.data_dir);
-        eprintln!(
-            "runnel bench: broker stopped in {:.2} s, data removed",
-            t.elapsed().as_secs_f64()
-        );
+        eprintln!("runnel bench: broker stopped in {secs:.2} s, data removed");
+        secs
     }
 }
 
@@ -1995,8 +2012,8 @@ fn markdown(r: &Value) -> String {
     s += "\nThroughput (values only, MB = 10⁶ bytes; CPU in core-seconds per GiB of values moved; \
           peak RSS = VmHWM since the workload's start; other CPU = the machine's busy time \
           not used by the broker or the load generator):\n\n\
-          | workload | values | MB/s | records/s | ÷ disk | ÷ loopback | broker core-s/GiB | broker peak RSS | client core-s/GiB | other CPU s |\n\
-          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+          | workload | values | MB/s | records/s | ÷ disk | ÷ loopback | broker core-s/GiB | broker peak RSS | client core-s/GiB | other CPU s | broker stop s |\n\
+          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
     let rows = [
         ("W1 produce, acks=1, 8 partitions", &w["w1_acks_1"]),
         ("W1 produce, acks=all, 8 partitions", &w["w1_acks_all"]),
@@ -2015,7 +2032,7 @@ fn markdown(r: &Value) -> String {
         match status_cell(v) {
             None => {
                 s += &format!(
-                    "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     bytes_cell(&v["bytes"]),
                     f(&v["mb_per_sec"], 0),
                     f(&v["records_per_sec"], 0),
@@ -2025,9 +2042,10 @@ fn markdown(r: &Value) -> String {
                     mb_cell(&v["broker"]["peak_rss_bytes"]),
                     f(&v["client_cpu_secs_per_gib"], 2),
                     f(&v["machine"]["other_cpu_secs"], 1),
+                    f(&v["broker_stop_secs"], 2),
                 )
             }
-            Some(st) => s += &format!("| {name} | {st} | | | | | | | | |\n"),
+            Some(st) => s += &format!("| {name} | {st} | | | | | | | | | |\n"),
         }
     }
     if let Some(x) = w["w4_partitions"]["ratio_to_w1"].as_f64() {
