@@ -209,6 +209,7 @@ pub static BROKER_CONFIG_KEYS: &[BrokerConfigKey] = &[
     key("offsets.topic.segment.bytes", Int, Some("104857600"), AtLeast(1), USED, STATIC, "Segment size of __consumer_offsets."),
     key("process.roles", List, Some("broker,controller"), ListOf(&["broker", "controller"]), USED, STATIC, "Roles of this node; Runnel always runs both (Kafka requires the key)."),
     key("producer.id.expiration.ms", Int, Some("86400000"), AtLeast(1), USED, DYNAMIC, "How long producer state is kept after the producer's last write."),
+    key("queued.max.request.bytes", Long, Some("-1"), Any, USED, STATIC, "Bytes of requests being read or handled, across connections, before connections stop reading; -1 (or 0) for no limit."),
     key("queued.max.requests", Int, Some("500"), AtLeast(1), USED, STATIC, "Requests queued before the network stops reading."),
     key("replica.fetch.max.bytes", Int, Some("1048576"), AtLeast(0), USED, STATIC, "Bytes fetched per partition by replica fetchers."),
     key("replica.lag.time.max.ms", Long, Some("30000"), Any, IGNORED, STATIC, "Time after which a silent follower leaves the ISR (single node)."),
@@ -351,6 +352,8 @@ pub struct BrokerConfig {
     pub max_connections: i32,
     pub max_connections_per_ip: i32,
     pub queued_max_requests: i32,
+    /// Bytes of requests read and not yet answered, across connections; `<= 0`: no limit.
+    pub queued_max_request_bytes: i64,
     pub num_network_threads: i32,
     pub num_io_threads: i32,
     // Topic creation and deletion.
@@ -618,6 +621,7 @@ impl BrokerConfig {
             max_connections: r.i32("max.connections")?,
             max_connections_per_ip: r.i32("max.connections.per.ip")?,
             queued_max_requests: r.i32("queued.max.requests")?,
+            queued_max_request_bytes: r.i64("queued.max.request.bytes")?,
             num_network_threads: r.i32("num.network.threads")?,
             num_io_threads: r.i32("num.io.threads")?,
             num_partitions: r.i32("num.partitions")?,
@@ -1476,6 +1480,7 @@ mod tests {
         assert_eq!(c.socket_request_max_bytes, 104_857_600);
         assert_eq!(c.connections_max_idle_ms, 600_000);
         assert_eq!(c.queued_max_requests, 500);
+        assert_eq!(c.queued_max_request_bytes, -1);
         assert_eq!((c.num_network_threads, c.num_io_threads), (3, 8));
         assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
         assert_eq!(

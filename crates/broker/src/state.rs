@@ -159,6 +159,8 @@ pub struct Broker {
     pub(crate) connection_limiter: Arc<crate::limits::ConnectionLimiter>,
     /// Per API key, the metrics handle (looked up once, not per request).
     pub(crate) api_metrics: Vec<Option<runnel_metrics::ApiMetrics>>,
+    /// `queued.max.request.bytes`; `None`: no limit.
+    pub(crate) request_memory: Option<Arc<crate::limits::RequestMemoryPool>>,
     /// `(next, end)` of the block of producer ids this broker hands out.
     producer_ids: Mutex<(i64, i64)>,
     shutdown_tx: watch::Sender<bool>,
@@ -288,6 +290,7 @@ impl Broker {
                     v
                 },
             ),
+            request_memory: crate::limits::RequestMemoryPool::new(config.queued_max_request_bytes),
             metrics,
             producer_ids: Mutex::new((0, 0)),
             shutdown_tx: watch::channel(false).0,

@@ -17,7 +17,8 @@ pub enum FrameError {
 
 /// Takes the next whole frame (without its size prefix) off the front of `buf`, if one is
 /// there. Returns `Ok(None)` when more bytes are needed. A size prefix that is negative or
-/// larger than `frame_bytes_max` is an error: the connection must be closed.
+/// larger than `frame_bytes_max` is an error: the connection must be closed. Reserves nothing:
+/// the caller decides when to buffer the rest of a frame ([`pending_frame_bytes`]).
 pub fn take_frame(
     buf: &mut BytesMut,
     frame_bytes_max: usize,
@@ -37,12 +38,20 @@ pub fn take_frame(
         });
     }
     if buf.len() < FRAME_SIZE_PREFIX_BYTES + size {
-        // Reserve what the frame still needs so the next read can complete it.
-        buf.reserve(FRAME_SIZE_PREFIX_BYTES + size - buf.len());
         return Ok(None);
     }
     buf.advance(FRAME_SIZE_PREFIX_BYTES);
     Ok(Some(buf.split_to(size)))
+}
+
+/// Bytes (size prefix included) of the frame at the front of `buf` when its size prefix is
+/// there but the frame is not whole yet, i.e. after [`take_frame`] returned `Ok(None)`.
+pub fn pending_frame_bytes(buf: &[u8]) -> Option<usize> {
+    let prefix: [u8; FRAME_SIZE_PREFIX_BYTES] =
+        buf.get(..FRAME_SIZE_PREFIX_BYTES)?.try_into().ok()?;
+    let size = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
+    let total = FRAME_SIZE_PREFIX_BYTES + size;
+    (buf.len() < total).then_some(total)
 }
 
 #[cfg(test)]
@@ -53,6 +62,12 @@ mod tests {
     fn given_partial_frame_should_wait_for_more_bytes() {
         let mut b = BytesMut::from(&[0u8, 0, 0, 5, 1, 2][..]);
         assert_eq!(take_frame(&mut b, 100).unwrap(), None);
+        assert_eq!(pending_frame_bytes(&b), Some(9));
+        assert_eq!(
+            pending_frame_bytes(&b[..3]),
+            None,
+            "size prefix not there yet"
+        );
         b.extend_from_slice(&[3, 4, 5, 9]);
         let f = take_frame(&mut b, 100).unwrap().unwrap();
         assert_eq!(&f[..], &[1, 2, 3, 4, 5]);

@@ -81,6 +81,16 @@ impl TestBroker {
         Client::connect(self.addr).await
     }
 
+    /// Open client connections (`runnel_connections_active` of the broker's metrics).
+    pub fn connections_active(&self) -> f64 {
+        let running = self.running.as_ref().expect("broker running");
+        let text = running.broker().metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("runnel_connections_active "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("runnel_connections_active in the metrics")
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
