@@ -8,7 +8,7 @@
 # Usage: scripts/bench.sh [--rev REV] [--no-doc] [runnel bench flags...]
 #   scripts/bench.sh --quick             small sizes, a few minutes
 #   scripts/bench.sh                     the sizes (4 GiB runs, 10 GiB restart, larger
-#                                        than memory if the disk has room): an hour or more
+#                                        than memory if the disk has room): 6+ minutes, 16+ GiB
 #   scripts/bench.sh --quick --profile   plus a `perf record` profile of the broker (W1, W2)
 #   --rev REV   benchmark commit REV, built in a clean worktree (target/bench-src), instead of
 #               the working tree (whose uncommitted changes would otherwise be measured)
