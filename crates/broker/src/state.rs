@@ -51,6 +51,10 @@ pub enum MetadataChangeError {
     Store(String),
     #[error("partition log: {0}")]
     Log(#[from] runnel_log::LogError),
+    /// The topic is in the metadata but its partition logs could not be opened here (a full
+    /// or failing disk, no file descriptors left). Kafka: `KAFKA_STORAGE_ERROR`.
+    #[error("topic {0}: its log could not be opened")]
+    LogUnavailable(String),
 }
 
 /// Settings of a topic resolved from its overrides and the broker defaults, for the paths
@@ -570,7 +574,7 @@ impl Broker {
                     "records made by the controller apply to the image they were made from",
                 );
             }
-            created_names.push(spec.name.clone());
+            created_names.push((spec.name.clone(), results.len()));
             results.push(Ok(created_summary(&records)));
         }
         if created_names.is_empty() {
@@ -578,7 +582,7 @@ impl Broker {
         }
         let image = Arc::new(image);
         *self.image.write().expect("image lock") = image.clone();
-        for name in created_names {
+        for (name, result_index) in created_names {
             match self.open_topic(&image, &name) {
                 Ok(state) => {
                     info!(topic = %name, partitions = state.partitions.len(), "topic created");
@@ -588,7 +592,11 @@ impl Broker {
                         .insert(name, Arc::new(state));
                 }
                 Err((partition, e)) => {
+                    // The topic exists in the metadata, but this broker cannot serve it: say
+                    // so rather than answer success (the partitions are retried at the next
+                    // start, as Kafka retries a failed log directory).
                     tracing::error!(topic = %name, partition, error = %e, "cannot open the log of a created topic");
+                    results[result_index] = Err(MetadataChangeError::Log(e));
                 }
             }
         }
@@ -615,12 +623,10 @@ impl Broker {
         let result = self.create_topics(vec![spec], false).await.pop();
         match result {
             Some(Ok(_))
+            | Some(Err(MetadataChangeError::Log(_)))
             | Some(Err(MetadataChangeError::Controller(ControllerError::TopicAlreadyExists(_)))) => {
-                self.topic(name).ok_or_else(|| {
-                    MetadataChangeError::Store(format!(
-                        "topic {name} was created but cannot be opened"
-                    ))
-                })
+                self.topic(name)
+                    .ok_or_else(|| MetadataChangeError::LogUnavailable(name.to_string()))
             }
             Some(Err(e)) => Err(e),
             None => Err(MetadataChangeError::Store("no result".into())),

@@ -324,3 +324,32 @@ async fn given_a_failed_background_flush_the_partition_stops_acknowledging_serve
     assert_eq!(records, acknowledged);
     b.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_topic_whose_log_cannot_be_opened_create_and_produce_answer_storage_error_until_a_restart(
+) {
+    let mut b = Faulty::start(&[]).await;
+    // The partition logs' disk fails (the metadata log, elsewhere, still works).
+    b.storage.crash();
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("unopenable"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    let r = b.c.send(&create, 7).await;
+    assert_eq!(
+        r.topics[0].error_code,
+        storage_error(),
+        "not success for a topic that cannot be served"
+    );
+    let (code, _) = b.produce("unopenable", &["x"]).await;
+    assert_eq!(
+        code,
+        storage_error(),
+        "Produce says why, not UNKNOWN_SERVER_ERROR"
+    );
+    // The topic is in the metadata; once the disk works again a restart opens it.
+    let mut b = b.restart().await;
+    let (code, base_offset) = b.produce("unopenable", &["x"]).await;
+    assert_eq!((code, base_offset), (0, 0));
+    b.running.shutdown().await;
+}

@@ -247,9 +247,9 @@ pub(crate) fn metadata_change_error(
     match e {
         M::Controller(c) => crate::errors::KafkaError::from(c),
         M::Log(l) => crate::errors::KafkaError::from(l),
-        M::Store(s) => crate::errors::KafkaError::with_message(
+        M::Store(_) | M::LogUnavailable(_) => crate::errors::KafkaError::with_message(
             kafka_protocol::ResponseError::KafkaStorageError,
-            s.clone(),
+            e.to_string(),
         ),
     }
 }

@@ -20,7 +20,7 @@ use tracing::{debug, error};
 
 use super::{sb, Reply};
 use crate::errors::KafkaError;
-use crate::state::{now_ms, Broker, MetadataChangeError, TopicState};
+use crate::state::{now_ms, Broker, TopicState};
 
 pub const VERSIONS: VersionRange = VersionRange::new(0, 11);
 
@@ -96,10 +96,10 @@ async fn resolve_topic(broker: &Arc<Broker>, name: &str) -> Result<Arc<TopicStat
     if !broker.config.auto_create_topics_enable {
         return Err(ResponseError::UnknownTopicOrPartition.into());
     }
-    broker.auto_create_topic(name).await.map_err(|e| match &e {
-        MetadataChangeError::Controller(c) => KafkaError::from(c),
-        _ => KafkaError::with_message(ResponseError::UnknownServerError, e.to_string()),
-    })
+    broker
+        .auto_create_topic(name)
+        .await
+        .map_err(|e| super::metadata_change_error(&e))
 }
 
 fn append_partition(
