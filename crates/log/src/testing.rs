@@ -1,10 +1,12 @@
 //! Test support: [`FaultyStorage`], a [`Storage`] wrapper that injects disk faults,
+//! [`PowerLossStorage`], one that models the page cache and can cut the power,
 //! [`storage_conformance`], the checks every [`Storage`] implementation must pass, and batch
 //! builders for idempotent producers ([`producer_batch`], [`set_producer`]).
 //!
 //! Compiled into the crate (no feature flag) so the broker's and other crates' tests can use
 //! them too. Nothing here is used by the log itself.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -286,6 +288,476 @@ impl StorageFile for FaultyFile {
     fn sync_data(&self) -> io::Result<()> {
         FaultyStorage::take_sync_fault(&self.plan, &self.path)?;
         self.inner.sync_data()
+    }
+}
+
+// ----- PowerLossStorage -----
+
+/// A [`Storage`] that models the page cache, so a test can cut the power.
+///
+/// Every call goes to `inner` (its files are "the page cache": what a running process reads)
+/// and is also recorded in a model of what the disk holds durably:
+///
+/// - **File content.** Per file (per inode: renames and extra handles share it), the content
+///   as of its last successful [`StorageFile::sync_data`], plus the ordered list of the writes
+///   and `set_len`s made since. `sync_data` folds that list into the durable content (the
+///   whole file, whichever handle wrote, as `fdatasync` does).
+/// - **Directory entries.** Per directory, the entries as of its last [`Storage::sync_dir`],
+///   plus the ordered list of creations (a creating [`Storage::open`] of an absent file),
+///   removals and renames since. `sync_dir` folds that list into the durable entries.
+///
+/// [`PowerLossStorage::power_loss`] then rewrites the inner files as a machine that lost
+/// power would show them, chosen deterministically from a seed:
+///
+/// - each directory keeps its durable entries plus a prefix (possibly empty, possibly all)
+///   of its un-synced entry operations: a created file may vanish, a removed one may come
+///   back, a rename may be reverted (a rename is atomic: it happens wholly or not at all);
+/// - each file that still has a name keeps its durable content plus a prefix of its
+///   un-synced writes, the first write after that prefix possibly torn (any prefix of its
+///   bytes, including none); a `set_len` after the prefix is lost whole.
+///
+/// Afterwards the model starts afresh (what is on disk now is all durable), and handles
+/// opened before the power loss fail with `EIO`: the process that held them is gone.
+///
+/// What it does not model: reordering of writes within a file (only a prefix of the
+/// post-sync writes survives, never a later write without an earlier one); a write landing
+/// with garbage instead of its bytes (torn tails are prefixes of the real bytes); dependencies
+/// between files (each file and directory loses its tail independently, so file A's unsynced
+/// write may survive while file B's earlier one does not, which real file systems also
+/// allow); the durability of directories themselves (`create_dir_all` and `remove_dir_all`
+/// are durable at once, and a file removed by `remove_dir_all` never comes back); renames
+/// across directories (modelled as a removal in one directory and a creation in the other,
+/// each durable with its own directory's sync); files that were already on disk when the
+/// model first sees them are taken as durable. `sync_data` and `sync_dir` are not passed on
+/// to `inner`: durability is the model's business, and skipping real fsyncs keeps tests fast.
+#[derive(Debug)]
+pub struct PowerLossStorage {
+    inner: Arc<dyn Storage>,
+    machine: Arc<Mutex<Machine>>,
+}
+
+/// What one [`PowerLossStorage::power_loss`] undid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PowerLossOutcome {
+    /// Un-synced directory operations (creations, removals, renames) that were undone.
+    pub dir_ops_lost: usize,
+    /// Un-synced writes and `set_len`s that were lost whole.
+    pub file_ops_lost: usize,
+    /// Writes that survived only partly (a torn tail).
+    pub torn_writes: usize,
+    /// Files that exist after the power loss.
+    pub files: usize,
+}
+
+/// A change to a file's content.
+#[derive(Debug, Clone)]
+enum FileOp {
+    Write { pos: u64, bytes: Vec<u8> },
+    SetLen(u64),
+}
+
+/// A change to a directory's entries.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Link { name: OsString, inode: u64 },
+    Unlink { name: OsString },
+    Rename { from: OsString, to: OsString },
+}
+
+#[derive(Debug, Default)]
+struct Inode {
+    durable: Vec<u8>,
+    pending: Vec<FileOp>,
+}
+
+#[derive(Debug, Default)]
+struct DirState {
+    durable: BTreeMap<OsString, u64>,
+    pending: Vec<DirOp>,
+}
+
+#[derive(Debug, Default)]
+struct Machine {
+    /// Bumped by every power loss; handles of an older generation fail.
+    generation: u64,
+    next_inode: u64,
+    inodes: BTreeMap<u64, Inode>,
+    /// The live names (what `inner` holds) of the files the model knows.
+    current: BTreeMap<PathBuf, u64>,
+    dirs: BTreeMap<PathBuf, DirState>,
+}
+
+fn apply_write(content: &mut Vec<u8>, pos: u64, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let pos = pos as usize;
+    let end = pos + bytes.len();
+    if content.len() < end {
+        content.resize(end, 0);
+    }
+    content[pos..end].copy_from_slice(bytes);
+}
+
+fn apply_file_op(content: &mut Vec<u8>, op: &FileOp) {
+    match op {
+        FileOp::Write { pos, bytes } => apply_write(content, *pos, bytes),
+        FileOp::SetLen(len) => content.resize(*len as usize, 0),
+    }
+}
+
+fn apply_dir_op(entries: &mut BTreeMap<OsString, u64>, op: &DirOp) {
+    match op {
+        DirOp::Link { name, inode } => {
+            entries.insert(name.clone(), *inode);
+        }
+        DirOp::Unlink { name } => {
+            entries.remove(name);
+        }
+        DirOp::Rename { from, to } => {
+            if let Some(inode) = entries.remove(from) {
+                entries.insert(to.clone(), inode);
+            }
+        }
+    }
+}
+
+/// SplitMix64: a tiny deterministic generator, so a seed names one power loss exactly.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..=max`.
+    fn up_to(&mut self, max: usize) -> usize {
+        (self.next() % (max as u64 + 1)) as usize
+    }
+}
+
+fn split_path(path: &Path) -> io::Result<(PathBuf, OsString)> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent.to_path_buf(), name.to_os_string())),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} names no file in a directory", path.display()),
+        )),
+    }
+}
+
+fn lock_machine(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
+    machine
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PowerLossStorage {
+    pub fn new(inner: Arc<dyn Storage>) -> Arc<Self> {
+        Arc::new(PowerLossStorage {
+            inner,
+            machine: Arc::new(Mutex::new(Machine::default())),
+        })
+    }
+
+    /// The inode of `path`, registering a file the model has not seen yet (one that was on
+    /// disk before: durable, content and name). `None` if there is no such file.
+    fn track(&self, machine: &mut Machine, path: &Path) -> io::Result<Option<u64>> {
+        if let Some(&inode) = machine.current.get(path) {
+            return Ok(Some(inode));
+        }
+        let file = match self.inner.open(path, OpenMode::ReadWrite) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut content = vec![0u8; file.len()? as usize];
+        file.read_exact_at(&mut content, 0)?;
+        let (dir, name) = split_path(path)?;
+        let inode = machine.next_inode;
+        machine.next_inode += 1;
+        machine.inodes.insert(
+            inode,
+            Inode {
+                durable: content,
+                pending: Vec::new(),
+            },
+        );
+        machine.current.insert(path.to_path_buf(), inode);
+        machine
+            .dirs
+            .entry(dir)
+            .or_default()
+            .durable
+            .insert(name, inode);
+        Ok(Some(inode))
+    }
+
+    /// Cuts the power: rewrites the inner files to what the disk would hold (see the type's
+    /// docs), chosen deterministically from `seed`, and starts the model afresh. Handles opened
+    /// before fail from now on.
+    pub fn power_loss(&self, seed: u64) -> io::Result<PowerLossOutcome> {
+        let mut machine = lock_machine(&self.machine);
+        let mut rng = SplitMix64(seed);
+        let mut outcome = PowerLossOutcome::default();
+
+        // Which names survive, pointing at which files.
+        let mut surviving: Vec<(PathBuf, u64)> = Vec::new();
+        for (dir, state) in &machine.dirs {
+            let keep = rng.up_to(state.pending.len());
+            outcome.dir_ops_lost += state.pending.len() - keep;
+            let mut entries = state.durable.clone();
+            for op in &state.pending[..keep] {
+                apply_dir_op(&mut entries, op);
+            }
+            surviving.extend(
+                entries
+                    .into_iter()
+                    .map(|(name, inode)| (dir.join(name), inode)),
+            );
+        }
+
+        // What each surviving file holds.
+        let inodes: BTreeSet<u64> = surviving.iter().map(|&(_, inode)| inode).collect();
+        let mut contents: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for inode in inodes {
+            let state = &machine.inodes[&inode];
+            let mut content = state.durable.clone();
+            let keep = rng.up_to(state.pending.len());
+            for op in &state.pending[..keep] {
+                apply_file_op(&mut content, op);
+            }
+            outcome.file_ops_lost += state.pending.len() - keep;
+            if let Some(FileOp::Write { pos, bytes }) = state.pending.get(keep) {
+                let torn = rng.up_to(bytes.len());
+                if torn > 0 {
+                    apply_write(&mut content, *pos, &bytes[..torn]);
+                    outcome.torn_writes += 1;
+                }
+            }
+            contents.insert(inode, content);
+        }
+
+        // Make the inner files say so.
+        for path in machine.current.keys() {
+            match self.inner.remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (path, inode) in &surviving {
+            if let Some(parent) = path.parent() {
+                self.inner.create_dir_all(parent)?;
+            }
+            let file = self.inner.open(path, OpenMode::CreateOrOpen)?;
+            file.set_len(0)?;
+            file.write_all_at(&contents[inode], 0)?;
+            file.sync_data()?;
+        }
+        for dir in machine.dirs.keys() {
+            match self.inner.sync_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        outcome.files = surviving.len();
+
+        let generation = machine.generation + 1;
+        *machine = Machine {
+            generation,
+            next_inode: machine.next_inode,
+            ..Machine::default()
+        };
+        Ok(outcome)
+    }
+}
+
+impl Storage for PowerLossStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        self.inner.list_dir(path)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let mut machine = lock_machine(&self.machine);
+        let existing = self.track(&mut machine, path)?;
+        let file = self.inner.open(path, mode)?;
+        let inode = match existing {
+            Some(inode) => inode,
+            None => {
+                // Created by this open: the entry is durable only after a sync_dir.
+                let (dir, name) = split_path(path)?;
+                let inode = machine.next_inode;
+                machine.next_inode += 1;
+                machine.inodes.insert(inode, Inode::default());
+                machine.current.insert(path.to_path_buf(), inode);
+                machine
+                    .dirs
+                    .entry(dir)
+                    .or_default()
+                    .pending
+                    .push(DirOp::Link { name, inode });
+                inode
+            }
+        };
+        Ok(Box::new(PowerLossFile {
+            inner: file,
+            inode,
+            generation: machine.generation,
+            machine: Arc::clone(&self.machine),
+        }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut machine = lock_machine(&self.machine);
+        let tracked = self.track(&mut machine, path)?;
+        self.inner.remove_file(path)?;
+        if tracked.is_some() {
+            machine.current.remove(path);
+            let (dir, name) = split_path(path)?;
+            machine
+                .dirs
+                .entry(dir)
+                .or_default()
+                .pending
+                .push(DirOp::Unlink { name });
+        }
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut machine = lock_machine(&self.machine);
+        let inode = self.track(&mut machine, from)?;
+        self.track(&mut machine, to)?;
+        self.inner.rename(from, to)?;
+        let Some(inode) = inode else {
+            return Ok(());
+        };
+        machine.current.remove(from);
+        machine.current.insert(to.to_path_buf(), inode);
+        let (from_dir, from_name) = split_path(from)?;
+        let (to_dir, to_name) = split_path(to)?;
+        if from_dir == to_dir {
+            machine
+                .dirs
+                .entry(to_dir)
+                .or_default()
+                .pending
+                .push(DirOp::Rename {
+                    from: from_name,
+                    to: to_name,
+                });
+        } else {
+            machine
+                .dirs
+                .entry(from_dir)
+                .or_default()
+                .pending
+                .push(DirOp::Unlink { name: from_name });
+            machine
+                .dirs
+                .entry(to_dir)
+                .or_default()
+                .pending
+                .push(DirOp::Link {
+                    name: to_name,
+                    inode,
+                });
+        }
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut machine = lock_machine(&self.machine);
+        self.inner.remove_dir_all(path)?;
+        // Durable at once (see the type's docs): forget everything under `path`.
+        machine.current.retain(|p, _| !p.starts_with(path));
+        machine.dirs.retain(|d, _| !d.starts_with(path));
+        Ok(())
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut machine = lock_machine(&self.machine);
+        // Fails as the real one would for a missing directory.
+        self.inner.list_dir(path)?;
+        if let Some(state) = machine.dirs.get_mut(path) {
+            for op in std::mem::take(&mut state.pending) {
+                apply_dir_op(&mut state.durable, &op);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file of [`PowerLossStorage`].
+#[derive(Debug)]
+struct PowerLossFile {
+    inner: Box<dyn StorageFile>,
+    inode: u64,
+    generation: u64,
+    machine: Arc<Mutex<Machine>>,
+}
+
+impl PowerLossFile {
+    /// The machine, if this handle was opened since the last power loss.
+    fn machine(&self) -> io::Result<MutexGuard<'_, Machine>> {
+        let machine = lock_machine(&self.machine);
+        if machine.generation != self.generation {
+            return Err(injected(EIO));
+        }
+        Ok(machine)
+    }
+}
+
+impl StorageFile for PowerLossFile {
+    fn len(&self) -> io::Result<u64> {
+        let _machine = self.machine()?;
+        self.inner.len()
+    }
+
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let _machine = self.machine()?;
+        self.inner.read_at(buf, pos)
+    }
+
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
+        let mut machine = self.machine()?;
+        let written = self.inner.write_at(buf, pos)?;
+        if let Some(inode) = machine.inodes.get_mut(&self.inode) {
+            inode.pending.push(FileOp::Write {
+                pos,
+                bytes: buf[..written.min(buf.len())].to_vec(),
+            });
+        }
+        Ok(written)
+    }
+
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        let mut machine = self.machine()?;
+        self.inner.set_len(len_bytes)?;
+        if let Some(inode) = machine.inodes.get_mut(&self.inode) {
+            inode.pending.push(FileOp::SetLen(len_bytes));
+        }
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut machine = self.machine()?;
+        if let Some(inode) = machine.inodes.get_mut(&self.inode) {
+            for op in std::mem::take(&mut inode.pending) {
+                apply_file_op(&mut inode.durable, &op);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ mod conformance;
 mod faults;
 mod lifecycle;
 mod model;
+mod power_loss;
 mod producer;
 mod producer_model;
 mod recovery;
