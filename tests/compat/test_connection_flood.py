@@ -136,9 +136,17 @@ class Flood:
     conns: list = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     connect_failures: list = field(default_factory=list)
+    sel: selectors.BaseSelector | None = None
+    checked: float = 0.0  # when deaf connections' TCP states were last looked at
 
     def open_all(self) -> None:
+        """Connects every flood connection, driving the ones already open as it goes: opening
+        thousands takes seconds, longer than connections.max.idle.ms on a loaded machine, and a
+        trickle that had not started by then would be (rightly) closed as idle."""
+        self.sel = selectors.DefaultSelector()
         for i, kind in enumerate(self.kinds):
+            if i % 50 == 0:
+                self.step(select_timeout=0)
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # deaf ones fill up sooner
             s.settimeout(10)
@@ -163,50 +171,52 @@ class Flood:
             elif kind == "deaf":
                 c.out = b"".join(api_versions_v0(i) for _ in range(DEAF_REQUESTS))
             self.conns.append(c)
+            if kind != "deaf":
+                self.sel.register(s, selectors.EVENT_READ, c)
 
     def run(self) -> None:
         """Send what each connection has to send (trickle: one byte at a time) and read what comes
         back (deaf: never; their close shows in their TCP state), until stopped."""
-        sel = selectors.DefaultSelector()
-        for c in self.conns:
-            if c.kind != "deaf":
-                sel.register(c.sock, selectors.EVENT_READ, c)
-        checked = 0.0
         while not self.stop.is_set():
-            now = time.monotonic()
+            self.step(select_timeout=0.02)
+        self.sel.close()
+
+    def step(self, select_timeout: float) -> None:
+        """One round over every connection."""
+        sel = self.sel
+        now = time.monotonic()
+        for c in self.conns:
+            if not c.out or c.closed_at is not None:
+                continue
+            if c.kind == "trickle" and now - c.sent_at < TRICKLE_INTERVAL_S:
+                continue
+            try:
+                n = c.sock.send(c.out[:1] if c.kind == "trickle" else c.out)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                self._closed(sel, c, now, None if e.errno in (errno.ECONNRESET, errno.EPIPE) else repr(e))
+                continue
+            c.out = c.out[n:]
+            c.sent_at = now
+        if now - self.checked > 0.25:
+            self.checked = now
             for c in self.conns:
-                if not c.out or c.closed_at is not None:
-                    continue
-                if c.kind == "trickle" and now - c.sent_at < TRICKLE_INTERVAL_S:
-                    continue
-                try:
-                    n = c.sock.send(c.out[:1] if c.kind == "trickle" else c.out)
-                except BlockingIOError:
-                    continue
-                except OSError as e:
-                    self._closed(sel, c, now, None if e.errno in (errno.ECONNRESET, errno.EPIPE) else repr(e))
-                    continue
-                c.out = c.out[n:]
-                c.sent_at = now
-            if now - checked > 0.25:
-                checked = now
-                for c in self.conns:
-                    if c.kind == "deaf" and c.closed_at is None and tcp_state(c.sock) != TCP_ESTABLISHED:
-                        c.closed_at = now
-            for key, _ in sel.select(timeout=0.02):
-                c = key.data
-                try:
-                    data = c.sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError as e:
-                    self._closed(sel, c, now, None if e.errno == errno.ECONNRESET else repr(e))
-                    continue
-                if data:
-                    c.got += data
-                else:
-                    self._closed(sel, c, now, None)
-        sel.close()
+                if c.kind == "deaf" and c.closed_at is None and tcp_state(c.sock) != TCP_ESTABLISHED:
+                    c.closed_at = now
+        for key, _ in sel.select(timeout=select_timeout):
+            c = key.data
+            try:
+                data = c.sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                self._closed(sel, c, now, None if e.errno == errno.ECONNRESET else repr(e))
+                continue
+            if data:
+                c.got += data
+            else:
+                self._closed(sel, c, now, None)
 
     @staticmethod
     def _closed(sel, c: Conn, now: float, error: str | None) -> None:
@@ -373,11 +383,27 @@ def test_connection_flood_leaves_the_broker_serving_within_bounds(make_broker, n
         def closed(conns):
             return lambda: all(c.closed_at is not None for c in conns)
 
+        def idle_closed(c) -> bool:
+            return c.closed_at is not None and c.closed_at - c.last_activity() >= IDLE_MS / 1000 - 0.5
+
         wait_until(closed(refused), 60, interval_s=0.2,
                    what="the broker to close every garbage and oversized connection")
-        wait_until(lambda: all(c.answered() for c in trickle),
-                   len(api_versions_v0(0)) * TRICKLE_INTERVAL_S + 60, interval_s=0.2,
-                   what="every trickled ApiVersions request to be answered")
+        # A trickled request is answered — unless this process, starved on a loaded machine, fell
+        # silent on that connection for connections.max.idle.ms: then the broker rightly closed
+        # it as idle (checked below: never before the idle time). Most must be answered.
+        try:
+            wait_until(lambda: all(c.answered() or idle_closed(c) for c in trickle),
+                       len(api_versions_v0(0)) * TRICKLE_INTERVAL_S + 60, interval_s=0.2,
+                       what="every trickled ApiVersions request to be answered (or its connection idle-closed)")
+        except AssertionError as e:
+            pending = [c for c in trickle if not (c.answered() or idle_closed(c))]
+            detail = [(len(c.out), len(c.got), c.closed_at and round(c.closed_at - c.last_activity(), 2), c.error)
+                      for c in pending[:5]]
+            raise AssertionError(f"{e}; {len(pending)} of {len(trickle)} not answered, e.g. "
+                                 f"(bytes left to send, bytes got, closed after silence of, error): {detail}") from None
+        answered = sum(1 for c in trickle if c.answered())
+        assert answered >= 0.9 * len(trickle), (
+            f"only {answered} of {len(trickle)} trickled requests answered; the rest were idle-closed")
         try:
             wait_until(closed(quiet), IDLE_MS / 1000 + 60, interval_s=0.2,
                        what=f"the broker to close quiet connections after connections.max.idle.ms={IDLE_MS}")
@@ -392,7 +418,7 @@ def test_connection_flood_leaves_the_broker_serving_within_bounds(make_broker, n
 
     for c in refused:
         assert c.error is None, f"{c.kind} connection: unexpected client-side error {c.error}"
-    for c in trickle:
+    for c in (c for c in trickle if c.answered()):
         _size, correlation_id, error_code = struct.unpack(">iih", c.got[:10])
         assert (correlation_id, error_code) == (c.correlation_id, 0), (
             f"trickled ApiVersions answered with correlation id {correlation_id}, error {error_code}")
