@@ -170,35 +170,21 @@ impl Broker {
         if let Some(shards) = self.coordinators.shards.get() {
             return Ok(shards);
         }
-        let topic = match self.topic(OFFSETS_TOPIC) {
-            Some(t) => t,
-            None => {
-                let spec = TopicSpec {
-                    name: OFFSETS_TOPIC.to_string(),
-                    num_partitions: self.config.offsets_topic_num_partitions,
-                    replication_factor: self.config.offsets_topic_replication_factor_for(1),
-                    assignments: vec![],
-                    configs: vec![
-                        ("cleanup.policy".into(), Some("compact".into())),
-                        ("compression.type".into(), Some("producer".into())),
-                        (
-                            "segment.bytes".into(),
-                            Some(self.config.offsets_topic_segment_bytes.to_string()),
-                        ),
-                    ],
-                };
-                let result = self.create_topics(vec![spec], false).await.pop();
-                if let Some(Err(e)) = result {
-                    error!(error = %e, "cannot create {OFFSETS_TOPIC}");
-                }
-                self.topic(OFFSETS_TOPIC).ok_or_else(|| {
-                    KafkaError::with_message(
-                        ResponseError::CoordinatorNotAvailable,
-                        format!("{OFFSETS_TOPIC} cannot be created"),
-                    )
-                })?
-            }
+        let spec = TopicSpec {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: self.config.offsets_topic_replication_factor_for(1),
+            assignments: vec![],
+            configs: vec![
+                ("cleanup.policy".into(), Some("compact".into())),
+                ("compression.type".into(), Some("producer".into())),
+                (
+                    "segment.bytes".into(),
+                    Some(self.config.offsets_topic_segment_bytes.to_string()),
+                ),
+            ],
         };
+        let topic = crate::internal_topic::ensure(self, spec).await?;
         let config = group_config(self);
         let mut senders = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {

@@ -8,7 +8,12 @@ use kafka_protocol::records::{
 };
 use runnel_model::batch::{BatchView, Batches};
 
-use crate::state::{now_ms, Broker, Partition};
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+
+use crate::errors::KafkaError;
+use crate::state::{now_ms, Broker, Partition, TopicSpec, TopicState};
 
 /// Bytes read per step when replaying a partition.
 const REPLAY_READ_BYTES: usize = 1024 * 1024;
@@ -123,4 +128,25 @@ pub(crate) fn append(
     partition.advance_high_watermark(info.last_offset + 1);
     broker.data_arrived.notify_waiters();
     Ok(())
+}
+
+/// The internal topic `spec` names, created (compacted, with `spec`'s settings) if it does not
+/// exist yet. COORDINATOR_NOT_AVAILABLE if it cannot be created or opened (clients retry).
+pub(crate) async fn ensure(
+    broker: &Broker,
+    spec: TopicSpec,
+) -> Result<Arc<TopicState>, KafkaError> {
+    let name = spec.name.clone();
+    if let Some(t) = broker.topic(&name) {
+        return Ok(t);
+    }
+    if let Some(Err(e)) = broker.create_topics(vec![spec], false).await.pop() {
+        tracing::error!(topic = %name, error = %e, "cannot create an internal topic");
+    }
+    broker.topic(&name).ok_or_else(|| {
+        KafkaError::with_message(
+            ResponseError::CoordinatorNotAvailable,
+            format!("{name} cannot be created"),
+        )
+    })
 }

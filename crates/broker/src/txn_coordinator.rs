@@ -79,39 +79,25 @@ impl Broker {
         if let Some(shards) = self.txn_coordinators.shards.get() {
             return Ok(shards);
         }
-        let topic = match self.topic(TRANSACTION_STATE_TOPIC) {
-            Some(t) => t,
-            None => {
-                let spec = TopicSpec {
-                    name: TRANSACTION_STATE_TOPIC.to_string(),
-                    num_partitions: self.config.transaction_state_log_num_partitions,
-                    replication_factor: self.config.transaction_state_log_replication_factor_for(1),
-                    assignments: vec![],
-                    configs: vec![
-                        ("cleanup.policy".into(), Some("compact".into())),
-                        ("compression.type".into(), Some("uncompressed".into())),
-                        (
-                            "segment.bytes".into(),
-                            Some(self.config.transaction_state_log_segment_bytes.to_string()),
-                        ),
-                        (
-                            "min.insync.replicas".into(),
-                            Some(self.config.transaction_state_log_min_isr.min(1).to_string()),
-                        ),
-                    ],
-                };
-                let result = self.create_topics(vec![spec], false).await.pop();
-                if let Some(Err(e)) = result {
-                    error!(error = %e, "cannot create {TRANSACTION_STATE_TOPIC}");
-                }
-                self.topic(TRANSACTION_STATE_TOPIC).ok_or_else(|| {
-                    KafkaError::with_message(
-                        ResponseError::CoordinatorNotAvailable,
-                        format!("{TRANSACTION_STATE_TOPIC} cannot be created"),
-                    )
-                })?
-            }
+        let spec = TopicSpec {
+            name: TRANSACTION_STATE_TOPIC.to_string(),
+            num_partitions: self.config.transaction_state_log_num_partitions,
+            replication_factor: self.config.transaction_state_log_replication_factor_for(1),
+            assignments: vec![],
+            configs: vec![
+                ("cleanup.policy".into(), Some("compact".into())),
+                ("compression.type".into(), Some("uncompressed".into())),
+                (
+                    "segment.bytes".into(),
+                    Some(self.config.transaction_state_log_segment_bytes.to_string()),
+                ),
+                (
+                    "min.insync.replicas".into(),
+                    Some(self.config.transaction_state_log_min_isr.min(1).to_string()),
+                ),
+            ],
         };
+        let topic = crate::internal_topic::ensure(self, spec).await?;
         let config = txn_config(self);
         let mut senders = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
