@@ -375,23 +375,30 @@ impl<'a> BatchHeaderMut<'a> {
     }
 }
 
+/// Appends `v` as a zig-zag varint (the record fields' encoding).
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let byte = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Bytes `put_varint` writes for `v`.
+pub(crate) fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - z.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
 /// Test support: builds a valid uncompressed batch with `count` records carrying the given
 /// value bytes. Intended for tests of this workspace, not for producers.
 pub mod testing {
     use super::*;
-
-    fn put_varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let byte = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-    }
 
     /// A record's key and value; `None` is a null key or value.
     pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);

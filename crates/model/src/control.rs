@@ -10,7 +10,9 @@
 //! Brokers write markers, clients never do (Produce refuses control batches); readers skip
 //! them. This module builds them and reads them back from stored bytes.
 
-use crate::batch::{BatchError, BatchView, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES};
+use crate::batch::{
+    put_varint, varint_len, BatchError, BatchView, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES,
+};
 
 /// `ControlRecordType.ABORT`.
 pub const CONTROL_TYPE_ABORT: i16 = 0;
@@ -120,25 +122,6 @@ pub fn parse_marker(view: &BatchView<'_>) -> Result<Option<Marker>, BatchError> 
     }))
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        let byte = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn varint_len(v: i64) -> usize {
-    let mut out = Vec::with_capacity(10);
-    put_varint(&mut out, v);
-    out.len()
-}
-
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -203,6 +186,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn varint_len_matches_what_put_varint_writes(v in any::<i64>()) {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            prop_assert_eq!(varint_len(v), out.len());
+        }
+
         #[test]
         fn any_marker_round_trips(pid in 0i64..i64::MAX, epoch in 0i16..i16::MAX,
                                   coordinator_epoch in any::<i32>(), commit in any::<bool>()) {

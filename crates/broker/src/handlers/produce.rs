@@ -300,7 +300,11 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
                 Ok(topic) => {
                     let mut out = Vec::with_capacity(topic_data.partition_data.len());
                     for p in topic_data.partition_data {
-                        let producer = transactional_producer(p.records.as_ref());
+                        // Only a request naming a transactional id may carry transactional
+                        // batches (checked in append_partition): others skip this walk.
+                        let producer = transactional_id
+                            .as_ref()
+                            .and_then(|_| transactional_producer(p.records.as_ref()));
                         if let (Some(id), Some(producer)) = (&transactional_id, producer) {
                             if let Err(e) =
                                 verify_transaction(broker, id, &topic, p.index, producer).await
