@@ -84,6 +84,7 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                     let api_version = req.api_version;
                     let correlation_id = req.header.correlation_id;
                     let started = std::time::Instant::now();
+                    debug!(%peer, api_key = ?api_key, api_version, correlation_id, "request");
                     let reply = handlers::dispatch(&broker, *req, peer).await;
                     if let Some(Some(m)) = broker.api_metrics.get(api_key as usize) {
                         let error = match &reply {
@@ -105,8 +106,11 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                                 let _ = write_out(&mut stream, &output, idle, peer).await;
                                 return;
                             }
+                            debug!(%peer, api_key = ?api_key, correlation_id, buffered_bytes = output.len(), "response");
                         }
-                        Reply::NoResponse => {}
+                        Reply::NoResponse => {
+                            debug!(%peer, api_key = ?api_key, correlation_id, "no response");
+                        }
                     }
                 }
                 Ok(Decoded::ApiVersionsUnsupported {
@@ -223,7 +227,10 @@ async fn write_out(
         return Ok(());
     }
     match tokio::time::timeout(idle, stream.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            debug!(%peer, bytes = bytes.len(), "responses written");
+            Ok(())
+        }
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "connection write failed");
             Err(())
