@@ -88,10 +88,10 @@ use crate::recovery::{
     load_log_start_checkpoint, load_producer_state, load_segments, remove_leftovers,
 };
 use crate::segment::{
-    self, BatchAt, ChunkReader, Segment, SegmentFiles, SegmentSnapshot, LOG_SUFFIX,
-    OFFSET_INDEX_SUFFIX, READ_CHUNK_BYTES, TIME_INDEX_SUFFIX,
+    self, BatchAt, ChunkReader, HeaderAt, Segment, SegmentFiles, SegmentSnapshot,
+    LOCATE_CHUNK_BYTES, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, READ_CHUNK_BYTES, TIME_INDEX_SUFFIX,
 };
-use crate::storage::{is_no_space, OpenMode, Storage};
+use crate::storage::{is_no_space, OpenMode, Storage, StorageFile};
 use crate::txn_index::{AbortedTxn, AbortedTxns};
 
 /// Marker written by [`PartitionLog::close`] and removed by [`PartitionLog::open`].
@@ -454,8 +454,47 @@ impl PartitionLog {
         now_ms: i64,
         origin: AppendOrigin,
     ) -> Result<AppendInfo, LogError> {
-        let mut layout = layout_of(records)?;
-        let set_bytes = records.len() as u64;
+        self.append_set(RecordSet::InPlace(records), leader_epoch, now_ms, origin)
+    }
+
+    /// [`append`](Self::append) of record bytes the caller cannot lend mutably (a request
+    /// buffer shared with the request's other fields), without copying them: each batch's
+    /// stamped head (base offset, length, leader epoch: the 16 bytes the CRC does not cover)
+    /// is written, then the rest of the batch as it is. Record sets of small batches, and
+    /// topics with `message.timestamp.type=LogAppendTime` (whose stamp changes CRC-covered
+    /// bytes), are copied and stamped in place instead.
+    pub fn append_shared(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_set(
+            RecordSet::Shared(records),
+            leader_epoch,
+            now_ms,
+            AppendOrigin::Client,
+        )
+    }
+
+    fn append_set(
+        &self,
+        records: RecordSet<'_>,
+        leader_epoch: i32,
+        now_ms: i64,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo, LogError> {
+        let mut records = records;
+        let mut layout = layout_of(records.bytes())?;
+        // Holds the copy of a shared record set that is stamped in place.
+        let mut owned: Vec<u8>;
+        if let RecordSet::Shared(bytes) = records {
+            if bytes.len() / layout.batches.len().max(1) < SHARED_WRITE_BATCH_BYTES_MIN {
+                owned = bytes.to_vec();
+                records = RecordSet::InPlace(&mut owned);
+            }
+        }
+        let set_bytes = records.bytes().len() as u64;
         let append_guard = self.append_guard();
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -556,7 +595,19 @@ impl PartitionLog {
             self.roll(inner, now_ms)?;
         }
 
-        let stamped = stamp(records, &layout, base_offset, leader_epoch, &config, now_ms)?;
+        if let RecordSet::Shared(bytes) = records {
+            if config.timestamp_type == TimestampType::LogAppendTime {
+                owned = bytes.to_vec();
+                records = RecordSet::InPlace(&mut owned);
+            }
+        }
+        let (stamped, heads) = match &mut records {
+            RecordSet::InPlace(bytes) => (
+                stamp(bytes, &layout, base_offset, leader_epoch, &config, now_ms)?,
+                Vec::new(),
+            ),
+            RecordSet::Shared(bytes) => stamp_heads(bytes, &layout, base_offset, leader_epoch)?,
+        };
 
         if leader_epoch >= 0 && inner.epochs.latest_epoch() != Some(leader_epoch) {
             let mut epochs = inner.epochs.clone();
@@ -646,9 +697,7 @@ impl PartitionLog {
         // The writes run without `inner`, so readers can take snapshots meanwhile. Nobody else
         // touches these bytes: they lie past the committed lengths, which readers never pass,
         // and only appends (serialized by `append_lock`) write there or roll the segment.
-        let written = files
-            .log
-            .write_all_at(records, write_position)
+        let written = write_record_set(&*files.log, &records, &stamped, &heads, write_position)
             .map_err(|e| ("write", files.log_path.clone(), e))
             .and_then(|()| {
                 index::append_entries(
@@ -808,77 +857,118 @@ impl PartitionLog {
             let mut check_offset = indexed_offset;
             // The next offset of the previous batch in this segment, for the order check.
             let mut previous_next: Option<i64> = None;
+            let corrupt_at = |position: u64, reason: String| {
+                self.corrupt(&snapshot.files.log_path, position, reason)
+            };
+            let out_of_order = |floor: i64, base: i64, last: i64| {
+                format!(
+                    "batch at offsets {base}..={last} where offset {floor} or later was expected"
+                )
+            };
+            // Find the first batch to return, reading headers only (the index entry is at
+            // most `index.interval.bytes` before it).
             let log = &*snapshot.files.log;
-            let mut reader = ChunkReader::new(log, snapshot.size_bytes, READ_CHUNK_BYTES);
-            // Bounded: every iteration consumes a whole batch or leaves the loop.
-            loop {
-                let at = self.batch_at_checked(
+            let mut reader = ChunkReader::new(log, snapshot.size_bytes, LOCATE_CHUNK_BYTES);
+            // Bounded: every iteration passes a whole batch or leaves the loop.
+            let first_size_bytes = loop {
+                let header = self.header_at_checked(
                     &mut reader,
                     &snapshot,
                     &mut position,
                     &mut check_offset,
                 )?;
-                let view = match at {
-                    BatchAt::End => break,
-                    BatchAt::Bad(e) => {
-                        return Err(self.corrupt(&snapshot.files.log_path, position, e.to_string()))
-                    }
-                    BatchAt::Batch(view) => view,
+                let header = match header {
+                    HeaderAt::End => break None,
+                    HeaderAt::Bad(reason) => return Err(corrupt_at(position, reason)),
+                    HeaderAt::Header(h) => h,
                 };
                 let floor = previous_next.unwrap_or(snapshot.base_offset);
-                if view.base_offset() < floor || view.last_offset_delta() < 0 {
-                    return Err(self.corrupt(
-                        &snapshot.files.log_path,
-                        position,
-                        format!(
-                            "batch at offsets {}..={} where offset {floor} or later was expected",
-                            view.base_offset(),
-                            view.last_offset()
-                        ),
-                    ));
+                if header.base_offset < floor {
+                    let reason = out_of_order(floor, header.base_offset, header.last_offset());
+                    return Err(corrupt_at(position, reason));
                 }
-                previous_next = Some(view.next_offset());
-                if view.last_offset() < target {
-                    position += view.size_bytes() as u64;
-                    continue;
+                if header.last_offset() >= target {
+                    break Some(header.size_bytes);
                 }
-                let size_bytes = view.size_bytes();
-                if out.len().saturating_add(size_bytes) > max_bytes
-                    && !(out.is_empty() && min_one_batch)
-                {
+                previous_next = Some(header.last_offset() + 1);
+                position += header.size_bytes;
+            };
+            if let Some(first_size_bytes) = first_size_bytes {
+                // Read what may be returned straight into the answer, with one read: as much
+                // as the limit leaves room for (KIP-74: at least the first batch if the
+                // answer is still empty), then keep the whole batches that qualify.
+                let room_bytes = max_bytes.saturating_sub(out.len()) as u64;
+                let segment_left_bytes = snapshot.size_bytes - position;
+                let mut want_bytes = room_bytes.min(segment_left_bytes);
+                if out.is_empty() && min_one_batch {
+                    // The header check bounded the batch by the segment's end.
+                    want_bytes = want_bytes.max(first_size_bytes);
+                }
+                if want_bytes < first_size_bytes {
                     break 'segments;
                 }
-                // Never serve a corrupt batch: a bit flipped on disk after the recovery scan
-                // (or in a segment that was not scanned) is caught here. CRC-32C runs at
-                // several GB/s, cheap next to the copy. It is checked before the bound, so a
-                // damaged last offset delta cannot stop a read silently short of the log end
-                // (found by fuzzing: consumers then fetched nothing forever).
-                if let Err(e) = view.verify_crc() {
-                    return Err(self.corrupt(&snapshot.files.log_path, position, e.to_string()));
+                let to_segment_end = want_bytes == segment_left_bytes;
+                let start = out.len();
+                out.resize(start + want_bytes as usize, 0);
+                if let Err(e) = log.read_exact_at(&mut out[start..], position) {
+                    return Err(LogError::io("read", &snapshot.files.log_path, e));
                 }
-                // Nor can a damaged base offset (the CRC does not cover it) stop a read short:
-                // every batch of a segment ends before the segment's next offset (found by
-                // fuzzing: a trusted segment whose first batch claimed offset 2^32).
-                if view.last_offset() >= snapshot.next_offset {
-                    return Err(self.corrupt(
-                        &snapshot.files.log_path,
-                        position,
-                        format!(
+                let mut at = start;
+                let mut stopped = false;
+                // Bounded: every iteration keeps a whole batch or leaves the loop.
+                while at < out.len() {
+                    let view = match BatchView::parse(&out[at..]) {
+                        Ok(view) => view,
+                        // Cut by the limit: the batch is not returned.
+                        Err(BatchError::Truncated { .. }) if !to_segment_end => {
+                            stopped = true;
+                            break;
+                        }
+                        Err(e) => return Err(corrupt_at(position, e.to_string())),
+                    };
+                    let floor = previous_next.unwrap_or(snapshot.base_offset);
+                    if view.base_offset() < floor || view.last_offset_delta() < 0 {
+                        let reason = out_of_order(floor, view.base_offset(), view.last_offset());
+                        return Err(corrupt_at(position, reason));
+                    }
+                    previous_next = Some(view.next_offset());
+                    // Never serve a corrupt batch: a bit flipped on disk after the recovery
+                    // scan (or in a segment that was not scanned) is caught here. CRC-32C runs
+                    // at several GB/s, cheap next to the copy. It is checked before the bound,
+                    // so a damaged last offset delta cannot stop a read silently short of the
+                    // log end (found by fuzzing: consumers then fetched nothing forever).
+                    if let Err(e) = view.verify_crc() {
+                        return Err(corrupt_at(position, e.to_string()));
+                    }
+                    // Nor can a damaged base offset (the CRC does not cover it) stop a read
+                    // short: every batch of a segment ends before the segment's next offset
+                    // (found by fuzzing: a trusted segment whose first batch claimed offset
+                    // 2^32).
+                    if view.last_offset() >= snapshot.next_offset {
+                        let reason = format!(
                             "batch at offsets {}..={} past the segment's end, offset {}",
                             view.base_offset(),
                             view.last_offset(),
                             snapshot.next_offset
-                        ),
-                    ));
+                        );
+                        return Err(corrupt_at(position, reason));
+                    }
+                    if view.last_offset() >= upper_bound {
+                        stopped = true;
+                        break;
+                    }
+                    let size_bytes = view.size_bytes();
+                    batch_count += 1;
+                    returned_next = Some(view.next_offset());
+                    target = view.next_offset();
+                    position += size_bytes as u64;
+                    at += size_bytes;
                 }
-                if view.last_offset() >= upper_bound {
+                out.truncate(at);
+                // The limit (or the bound) ended the read inside this segment.
+                if stopped || !to_segment_end {
                     break 'segments;
                 }
-                out.extend_from_slice(view.as_bytes());
-                batch_count += 1;
-                returned_next = Some(view.next_offset());
-                target = view.next_offset();
-                position += size_bytes as u64;
             }
             // The rest of the segment was read: its last batch must end at the offset recorded
             // for it.
@@ -1554,6 +1644,37 @@ impl PartitionLog {
         reader.batch_at(*position).map_err(read)
     }
 
+    /// [`Self::batch_at_checked`] for a batch header only.
+    fn header_at_checked(
+        &self,
+        reader: &mut ChunkReader<'_>,
+        snapshot: &SegmentSnapshot,
+        position: &mut u64,
+        check_offset: &mut Option<i64>,
+    ) -> Result<HeaderAt, LogError> {
+        let read = |e| LogError::io("read", &snapshot.files.log_path, e);
+        if let Some(named) = check_offset.take() {
+            let mismatch = match reader.header_at(*position).map_err(read)? {
+                HeaderAt::Header(h) if h.base_offset == named => None,
+                HeaderAt::Header(h) => Some(format!(
+                    "index entry names offset {named}, the batch at position {position} starts at {}",
+                    h.base_offset
+                )),
+                HeaderAt::Bad(e) => Some(format!(
+                    "index entry names offset {named}, no batch at position {position}: {e}"
+                )),
+                HeaderAt::End => Some(format!(
+                    "index entry names offset {named} at position {position}, the segment's end"
+                )),
+            };
+            if let Some(reason) = mismatch {
+                self.rebuild_indexes(snapshot, &reason);
+                *position = 0;
+            }
+        }
+        reader.header_at(*position).map_err(read)
+    }
+
     /// Snapshot of the segment holding `offset` (the last one starting at or before it).
     fn snapshot_holding(&self, offset: i64) -> Result<Option<SegmentSnapshot>, LogError> {
         let inner = self.lock();
@@ -1665,6 +1786,100 @@ fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
     }
     assert_eq!(position, records.len(), "batches cover the record set");
     Ok(layout)
+}
+
+/// Bytes at the start of a batch that an append stamps without touching the CRC-covered
+/// rest: base offset (8), batch length (4, unchanged), partition leader epoch (4).
+const BATCH_HEAD_BYTES: usize = 16;
+/// A shared record set is written as it is (head by head) only if its batches are this
+/// large on average; smaller ones are cheaper to copy than to write in two parts each.
+const SHARED_WRITE_BATCH_BYTES_MIN: usize = 64 * 1024;
+
+/// The record set of an append; see [`PartitionLog::append_shared`].
+enum RecordSet<'a> {
+    /// Stamped in place and written with one write.
+    InPlace(&'a mut [u8]),
+    /// Left as it is; each batch's stamped head is written separately.
+    Shared(&'a [u8]),
+}
+
+impl RecordSet<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            RecordSet::InPlace(b) => b,
+            RecordSet::Shared(b) => b,
+        }
+    }
+}
+
+/// Writes the stamped record set at `position`: in place, one write; shared, each batch's
+/// head from `heads` and then the rest of the batch from the record set.
+fn write_record_set(
+    file: &dyn StorageFile,
+    records: &RecordSet<'_>,
+    stamped: &[Stamped],
+    heads: &[[u8; BATCH_HEAD_BYTES]],
+    position: u64,
+) -> std::io::Result<()> {
+    match records {
+        RecordSet::InPlace(bytes) => file.write_all_at(bytes, position),
+        RecordSet::Shared(bytes) => {
+            assert_eq!(stamped.len(), heads.len(), "one head per batch");
+            for (s, head) in stamped.iter().zip(heads) {
+                let at = position + s.position as u64;
+                file.write_all_at(head, at)?;
+                let rest = &bytes[s.position + BATCH_HEAD_BYTES..s.position + s.size_bytes];
+                file.write_all_at(rest, at + BATCH_HEAD_BYTES as u64)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// [`stamp`] for a record set left as it is (CreateTime only): the stamped heads.
+fn stamp_heads(
+    records: &[u8],
+    layout: &Layout,
+    base_offset: i64,
+    leader_epoch: i32,
+) -> Result<(Vec<Stamped>, Vec<[u8; BATCH_HEAD_BYTES]>), LogError> {
+    let mut stamped = Vec::with_capacity(layout.batches.len());
+    let mut heads = Vec::with_capacity(layout.batches.len());
+    let mut next_offset = base_offset;
+    for &(position, size_bytes) in &layout.batches {
+        let bytes = &records[position..position + size_bytes];
+        let view = BatchView::parse(bytes).map_err(LogError::InvalidRecords)?;
+        assert_eq!(view.size_bytes(), size_bytes, "the layout's batch size");
+        let mut head = [0u8; BATCH_HEAD_BYTES];
+        head.copy_from_slice(&bytes[..BATCH_HEAD_BYTES]);
+        // Kafka's v2 batch layout: base offset at 0, partition leader epoch at 12.
+        head[..8].copy_from_slice(&next_offset.to_be_bytes());
+        head[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+        assert_eq!(
+            i64::from_be_bytes(head[..8].try_into().expect("8 bytes")),
+            next_offset,
+            "stamped base offset reads back"
+        );
+        assert_eq!(head[8..12], bytes[8..12], "stamping keeps the batch length");
+        assert_eq!(
+            i32::from_be_bytes(head[12..16].try_into().expect("4 bytes")),
+            leader_epoch
+        );
+        stamped.push(Stamped {
+            position,
+            size_bytes,
+            base_offset: next_offset,
+            max_timestamp_ms: view.max_timestamp(),
+        });
+        heads.push(head);
+        next_offset += i64::from(view.last_offset_delta()) + 1;
+    }
+    assert_eq!(
+        next_offset,
+        base_offset + layout.offset_count,
+        "offsets assigned without holes"
+    );
+    Ok((stamped, heads))
 }
 
 /// Rewrites each batch's header: base offset, leader epoch, and under LogAppendTime the

@@ -493,3 +493,72 @@ fn given_concurrent_appends_when_reading_should_only_ever_see_whole_batches() {
     }
     assert_eq!(offsets_of(&read_all(&log)).len(), APPENDS);
 }
+
+/// `append_shared` stores exactly what `append` stores (and answers the same), whether it
+/// writes the batches as they are (large batches), copies them (small batches) or has to
+/// restamp them (LogAppendTime); and its record set is left untouched.
+#[test]
+fn given_shared_record_set_when_appended_should_store_what_append_stores_and_leave_it_untouched() {
+    let large = || {
+        let mut set = batch_with(40, 2_000, T0_MS);
+        set.extend_from_slice(&batch_with(50, 1_700, T0_MS + 1));
+        set
+    };
+    let small = || {
+        let mut set = batch(3);
+        set.extend_from_slice(&batch(5));
+        set
+    };
+    type Case = (&'static str, fn() -> Vec<u8>, TimestampType);
+    let cases: [Case; 3] = [
+        (
+            "large batches, written as they are",
+            large,
+            TimestampType::CreateTime,
+        ),
+        ("small batches, copied", small, TimestampType::CreateTime),
+        (
+            "LogAppendTime, copied and restamped",
+            large,
+            TimestampType::LogAppendTime,
+        ),
+    ];
+    for (name, make, timestamp_type) in cases {
+        let config = LogConfig {
+            timestamp_type,
+            ..LogConfig::default()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let copied = open(fs(), a.path(), config.clone());
+        let faulty = FaultyStorage::new(fs());
+        let shared = open(faulty.clone(), b.path(), config.clone());
+        for round in 0..3 {
+            let original = make();
+            let mut in_place = original.clone();
+            let expected = copied.append(&mut in_place, 4, T0_MS + round).unwrap();
+            // Short writes on the second round: the parts are completed like any write.
+            if round == 1 {
+                faulty.fail_next_write(
+                    ".log",
+                    runnel_log::testing::WriteFault::Short { max_bytes: 7 },
+                );
+            }
+            let got = shared.append_shared(&original, 4, T0_MS + round).unwrap();
+            assert_eq!(got, expected, "{name}: round {round}");
+            assert_eq!(
+                original,
+                make(),
+                "{name}: the shared record set is not modified"
+            );
+        }
+        assert_eq!(read_all(&shared), read_all(&copied), "{name}: stored bytes");
+        drop(shared);
+        let reopened = open(fs(), b.path(), config);
+        assert_eq!(
+            read_all(&reopened),
+            read_all(&copied),
+            "{name}: after a reopen"
+        );
+        let _ = offsets_of(&read_all(&reopened));
+    }
+}
