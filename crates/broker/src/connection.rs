@@ -18,7 +18,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use runnel_protocol::frame::{pending_frame_bytes, take_frame, FRAME_SIZE_PREFIX_BYTES};
 use runnel_protocol::request::{decode_request, DecodeError, Decoded};
-use runnel_protocol::response::{encode_api_versions_unsupported, encode_response};
+use runnel_protocol::response::encode_api_versions_unsupported;
+use runnel_protocol::rope::{encode_response_shared, ResponseRope};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
@@ -32,13 +33,17 @@ use crate::state::Broker;
 const READ_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
 /// Buffered responses are flushed once they exceed this, even if more requests are queued.
 const WRITE_BUFFER_BYTES_FLUSH: usize = 1024 * 1024;
+/// Slices per vectored write (Linux takes up to 1024).
+const WRITE_SLICES_MAX: usize = 64;
 
 pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let frame_bytes_max = broker.config.socket_request_max_bytes as usize;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1) as u64);
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES_INITIAL);
-    let mut output = BytesMut::new();
+    // Responses not yet written; Fetch responses' records are shared with the log's reads,
+    // not copied (one vectored write sends them).
+    let mut output = ResponseRope::new();
     let mut shutdown = broker.shutdown_signal();
     let _connection = broker.metrics.connection();
     // `queued.max.request.bytes` taken for the partly read frame at the front of `input`.
@@ -95,7 +100,7 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                     }
                     match reply {
                         Reply::Response(body) => {
-                            if let Err(e) = encode_response(
+                            if let Err(e) = encode_response_shared(
                                 &mut output,
                                 api_key,
                                 api_version,
@@ -119,7 +124,7 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                 }) => {
                     debug!(%peer, api_version, "ApiVersions at an unknown version: answering v0");
                     if let Err(e) = encode_api_versions_unsupported(
-                        &mut output,
+                        output.inline_mut(),
                         correlation_id,
                         handlers::SUPPORTED,
                     ) {
@@ -215,32 +220,41 @@ async fn wait_for_memory(
     }
 }
 
-/// Writes `bytes` out, giving up after `idle` (`connections.max.idle.ms`) without the client
-/// taking them. `Err` means the connection is to be closed (logged here).
+/// Writes the queued responses out (one vectored write at a time), giving up after `idle`
+/// (`connections.max.idle.ms`) without the client taking any of them. `Err` means the
+/// connection is to be closed (logged here).
 async fn write_out(
     stream: &mut TcpStream,
-    bytes: &[u8],
+    output: &ResponseRope,
     idle: Duration,
     peer: SocketAddr,
 ) -> Result<(), ()> {
-    if bytes.is_empty() {
-        return Ok(());
+    let total_bytes = output.len();
+    let mut written_bytes = 0usize;
+    // Bounded: every iteration writes at least one byte or returns.
+    while written_bytes < total_bytes {
+        let slices = output.io_slices(written_bytes, WRITE_SLICES_MAX);
+        match tokio::time::timeout(idle, stream.write_vectored(&slices)).await {
+            Ok(Ok(0)) => {
+                debug!(%peer, "connection write failed: the socket took no bytes");
+                return Err(());
+            }
+            Ok(Ok(n)) => written_bytes += n,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "connection write failed");
+                return Err(());
+            }
+            Err(_) => {
+                info!(%peer, idle_ms = idle.as_millis() as u64, pending_bytes = total_bytes - written_bytes,
+                    "closing connection: the client took no response for connections.max.idle.ms");
+                return Err(());
+            }
+        }
     }
-    match tokio::time::timeout(idle, stream.write_all(bytes)).await {
-        Ok(Ok(())) => {
-            debug!(%peer, bytes = bytes.len(), "responses written");
-            Ok(())
-        }
-        Ok(Err(e)) => {
-            debug!(%peer, error = %e, "connection write failed");
-            Err(())
-        }
-        Err(_) => {
-            info!(%peer, idle_ms = idle.as_millis() as u64, pending_bytes = bytes.len(),
-                "closing connection: the client took no response for connections.max.idle.ms");
-            Err(())
-        }
+    if total_bytes > 0 {
+        debug!(%peer, bytes = total_bytes, "responses written");
     }
+    Ok(())
 }
 
 impl Broker {

@@ -11,6 +11,7 @@
 pub mod frame;
 pub mod request;
 pub mod response;
+pub mod rope;
 
 pub use kafka_protocol;
 pub use kafka_protocol::messages::ApiKey;
