@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -146,12 +145,11 @@ fn append_partition(
             return error_response(index, &e);
         }
     }
-    // The request buffer is shared with the other fields decoded from it, so the batches
-    // are copied once into a buffer of their own before offsets are written into them.
-    let mut owned = BytesMut::from(&records[..]);
+    // The request buffer is shared with the other fields decoded from it: the log writes
+    // the batches from it as they are, with their stamped heads written separately.
     match partition
         .log
-        .append(&mut owned, partition.leader_epoch, now_ms())
+        .append_shared(&records[..], partition.leader_epoch, now_ms())
     {
         Ok(info) => {
             // A retried batch of an idempotent producer is acknowledged with its original
