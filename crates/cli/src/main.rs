@@ -72,6 +72,7 @@ fn init_logging(default_filter: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Serve(args) = cli.command {
+        runnel_broker::huge_alloc::tune_system_allocator();
         init_logging("info");
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
