@@ -909,8 +909,7 @@ impl PartitionLog {
                 }
                 let to_segment_end = want_bytes == segment_left_bytes;
                 let start = out.len();
-                out.resize(start + want_bytes as usize, 0);
-                if let Err(e) = log.read_exact_at(&mut out[start..], position) {
+                if let Err(e) = log.read_exact_into(&mut out, want_bytes as usize, position) {
                     return Err(LogError::io("read", &snapshot.files.log_path, e));
                 }
                 let mut at = start;

@@ -822,6 +822,22 @@ pub fn storage_conformance(storage: &dyn Storage, root: &Path) {
         Some(io::ErrorKind::UnexpectedEof),
         "read_exact_at past the end is UnexpectedEof"
     );
+    let mut into = bytes::BytesMut::from(&b">"[..]);
+    file.read_exact_into(&mut into, 5, 6)
+        .expect("read_exact_into");
+    assert_eq!(&into[..], b">World", "read_exact_into appends what it read");
+    assert_eq!(
+        file.read_exact_into(&mut into, 6, 6)
+            .err()
+            .map(|e| e.kind()),
+        Some(io::ErrorKind::UnexpectedEof),
+        "read_exact_into past the end is UnexpectedEof"
+    );
+    assert_eq!(
+        &into[..],
+        b">World",
+        "a failed read_exact_into leaves the buffer as it was"
+    );
     file.write_all_at(b"!", 20).expect("write past the end");
     assert_eq!(file.len().unwrap(), 21, "writing past the end extends");
     let mut gap = [0xffu8; 9];
