@@ -466,6 +466,10 @@ impl Broker {
         })?;
         let log = PartitionLog::open(self.storage.clone(), &dir, settings.log.clone(), now_ms())
             .map_err(|e| (index, e))?;
+        // This broker leads the partition from here on: its epoch starts at the log end (so
+        // the first produce does not write the epoch checkpoint).
+        log.assign_epoch_start_offset(p.leader_epoch)
+            .map_err(|e| (index, e))?;
         let leo = log.log_end_offset();
         Ok(Partition {
             topic: name.to_string(),

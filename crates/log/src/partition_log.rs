@@ -610,25 +610,7 @@ impl PartitionLog {
         };
 
         if leader_epoch >= 0 && inner.epochs.latest_epoch() != Some(leader_epoch) {
-            let mut epochs = inner.epochs.clone();
-            epochs.assign(leader_epoch, base_offset);
-            let written = checkpoint::write_atomic(
-                &*self.storage,
-                &self.dir,
-                LEADER_EPOCH_CHECKPOINT_FILE,
-                &epochs.encode(),
-            );
-            if let Err(e) = written {
-                if !(e.op == "write" && is_no_space(&e.source)) {
-                    fail(
-                        &self.dir,
-                        &mut inner.state,
-                        format!("{} {}: {}", e.op, e.path.display(), e.source),
-                    );
-                }
-                return Err(step_error(e));
-            }
-            inner.epochs = epochs;
+            self.assign_epoch(inner, leader_epoch, base_offset)?;
         }
 
         // Plan the index entries on a copy of the index state; commit only after the writes.
@@ -783,6 +765,56 @@ impl PartitionLog {
             self.sync_active()?;
         }
         Ok(info)
+    }
+
+    /// Records that `leader_epoch` starts at the log end offset, as Kafka does when a replica
+    /// becomes leader (`maybeAssignEpochStartOffset`), so that the first append of the epoch
+    /// does not write (and fsync) the leader-epoch checkpoint on the produce path. Nothing
+    /// happens if the epoch is already the latest, is older than it, or is negative.
+    pub fn assign_epoch_start_offset(&self, leader_epoch: i32) -> Result<(), LogError> {
+        let _append_guard = self.append_guard();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        self.check_usable(inner)?;
+        let newer = match inner.epochs.latest_epoch() {
+            None => true,
+            Some(latest) => leader_epoch > latest,
+        };
+        if leader_epoch < 0 || !newer {
+            return Ok(());
+        }
+        let log_end_offset = inner.log_end_offset;
+        self.assign_epoch(inner, leader_epoch, log_end_offset)
+    }
+
+    /// Adds `(leader_epoch, start_offset)` to the epoch cache and writes its checkpoint
+    /// durably first. A full disk leaves the log usable; any other failure fails it.
+    fn assign_epoch(
+        &self,
+        inner: &mut Inner,
+        leader_epoch: i32,
+        start_offset: i64,
+    ) -> Result<(), LogError> {
+        let mut epochs = inner.epochs.clone();
+        epochs.assign(leader_epoch, start_offset);
+        let written = checkpoint::write_atomic(
+            &*self.storage,
+            &self.dir,
+            LEADER_EPOCH_CHECKPOINT_FILE,
+            &epochs.encode(),
+        );
+        if let Err(e) = written {
+            if !(e.op == "write" && is_no_space(&e.source)) {
+                fail(
+                    &self.dir,
+                    &mut inner.state,
+                    format!("{} {}: {}", e.op, e.path.display(), e.source),
+                );
+            }
+            return Err(step_error(e));
+        }
+        inner.epochs = epochs;
+        Ok(())
     }
 
     /// Whole batches starting with the one that contains `start_offset` (or, if the cleaner

@@ -562,3 +562,34 @@ fn given_shared_record_set_when_appended_should_store_what_append_stores_and_lea
         let _ = offsets_of(&read_all(&reopened));
     }
 }
+
+/// Kafka's `maybeAssignEpochStartOffset`: a new leader's epoch starts at the log end offset,
+/// recorded durably then, so the epoch's first append writes no checkpoint.
+#[test]
+fn given_epoch_assigned_at_leadership_should_start_at_log_end_and_spare_the_first_append_the_checkpoint(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let faulty = FaultyStorage::new(fs());
+    let log = open(faulty.clone(), tmp.path(), LogConfig::default());
+    log.assign_epoch_start_offset(0).unwrap();
+    assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+    append(&log, 3);
+    // Later epochs start at the log end; older, equal and negative ones change nothing.
+    log.assign_epoch_start_offset(2).unwrap();
+    for epoch in [2, 1, -1] {
+        log.assign_epoch_start_offset(epoch).unwrap();
+    }
+    assert_eq!(log.leader_epochs(), vec![(0, 0), (2, 3)]);
+    // The first append of epoch 2 writes no checkpoint: a failure armed for it stays armed.
+    faulty.fail_next_sync("leader-epoch-checkpoint.tmp");
+    let mut b = batch(2);
+    log.append(&mut b, 2, T0_MS).unwrap();
+    // An epoch not assigned beforehand is written by its first append, which hits the fault.
+    let mut b = batch(1);
+    assert!(log.append(&mut b, 3, T0_MS).is_err());
+    faulty.heal();
+    drop(log);
+    let reopened = open(fs(), tmp.path(), LogConfig::default());
+    assert_eq!(reopened.leader_epochs(), vec![(0, 0), (2, 3)]);
+    assert_eq!(reopened.end_offset_for_epoch(2), (2, 5));
+}
