@@ -296,6 +296,9 @@ pub(crate) struct IndexState {
     pub max_timestamp_ms: i64,
     /// Base offset of the first batch carrying `max_timestamp_ms`, -1 if none.
     pub offset_of_max_timestamp: i64,
+    /// The offset index's last entry, if any: reads at the tail (consumers caught up) start
+    /// from it without searching the index file.
+    pub last_offset_entry: Option<OffsetEntry>,
 }
 
 impl IndexState {
@@ -306,6 +309,7 @@ impl IndexState {
         bytes_since_index_entry: 0,
         max_timestamp_ms: -1,
         offset_of_max_timestamp: -1,
+        last_offset_entry: None,
     };
 
     /// Kafka's rule, applied to each batch in order: first track the maximum timestamp; then,
@@ -333,11 +337,13 @@ impl IndexState {
         }
         if self.bytes_since_index_entry > limits.index_interval_bytes {
             if self.offset_entries < limits.offset_entries_max {
-                offset_entries.push(OffsetEntry {
+                let entry = OffsetEntry {
                     relative_offset: (base_offset - segment_base_offset) as u32,
                     position: position as u32,
-                });
+                };
+                offset_entries.push(entry);
                 self.offset_entries += 1;
+                self.last_offset_entry = Some(entry);
             }
             if self.max_timestamp_ms > self.last_time_entry_ms
                 && self.time_entries < limits.time_entries_max

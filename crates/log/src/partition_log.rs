@@ -1626,12 +1626,19 @@ impl PartitionLog {
         target_offset: i64,
     ) -> Result<(u64, Option<i64>), LogError> {
         let relative = target_offset - snapshot.base_offset;
-        let entry = index::lookup::<OffsetEntry>(
-            &*snapshot.files.offset_index,
-            snapshot.offset_entries,
-            relative,
-        )
-        .map_err(|e| LogError::io("read", snapshot.files.log_path.with_extension("index"), e))?;
+        // At or past the last entry (a consumer at the tail) the search would find the last
+        // entry: take it from memory. The reader checks the batch it names either way.
+        let entry = match snapshot.last_offset_entry {
+            Some(last) if relative >= i64::from(last.relative_offset) => Some(last),
+            _ => index::lookup::<OffsetEntry>(
+                &*snapshot.files.offset_index,
+                snapshot.offset_entries,
+                relative,
+            )
+            .map_err(|e| {
+                LogError::io("read", snapshot.files.log_path.with_extension("index"), e)
+            })?,
+        };
         match entry {
             None => Ok((0, None)),
             Some(e) if u64::from(e.position) < snapshot.size_bytes => Ok((

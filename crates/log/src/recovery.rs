@@ -619,6 +619,7 @@ fn check_without_scan(
             bytes_since_index_entry: log_len_bytes - position,
             max_timestamp_ms: last_time_entry_ms,
             offset_of_max_timestamp,
+            last_offset_entry: offsets.last,
         },
     )))
 }

@@ -131,6 +131,7 @@ pub(crate) struct SegmentSnapshot {
     pub next_offset: i64,
     pub offset_entries: u64,
     pub time_entries: u64,
+    pub last_offset_entry: Option<OffsetEntry>,
 }
 
 impl Segment {
@@ -142,6 +143,7 @@ impl Segment {
             next_offset: self.next_offset,
             offset_entries: self.index.offset_entries,
             time_entries: self.index.time_entries,
+            last_offset_entry: self.index.last_offset_entry,
         }
     }
 }
