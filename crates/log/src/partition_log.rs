@@ -1672,8 +1672,11 @@ impl PartitionLog {
         let read = |e| LogError::io("read", &snapshot.files.log_path, e);
         if let Some(named) = check_offset.take() {
             // The chunk read here serves the read below as well.
-            let mismatch =
-                index_entry_mismatch(&reader.batch_at(*position).map_err(read)?, named, *position);
+            let mismatch = index_entry_mismatch(
+                (&reader.batch_at(*position).map_err(read)?).into(),
+                named,
+                *position,
+            );
             if let Some(reason) = mismatch {
                 self.rebuild_indexes(snapshot, &reason);
                 *position = 0;
@@ -1692,19 +1695,8 @@ impl PartitionLog {
     ) -> Result<HeaderAt, LogError> {
         let read = |e| LogError::io("read", &snapshot.files.log_path, e);
         if let Some(named) = check_offset.take() {
-            let mismatch = match reader.header_at(*position).map_err(read)? {
-                HeaderAt::Header(h) if h.base_offset == named => None,
-                HeaderAt::Header(h) => Some(format!(
-                    "index entry names offset {named}, the batch at position {position} starts at {}",
-                    h.base_offset
-                )),
-                HeaderAt::Bad(e) => Some(format!(
-                    "index entry names offset {named}, no batch at position {position}: {e}"
-                )),
-                HeaderAt::End => Some(format!(
-                    "index entry names offset {named} at position {position}, the segment's end"
-                )),
-            };
+            let found = reader.header_at(*position).map_err(read)?;
+            let mismatch = index_entry_mismatch((&found).into(), named, *position);
             if let Some(reason) = mismatch {
                 self.rebuild_indexes(snapshot, &reason);
                 *position = 0;
@@ -1725,19 +1717,48 @@ impl PartitionLog {
     }
 }
 
+/// What a reader found where an offset index entry points.
+pub(crate) enum FoundAt {
+    /// A batch starting at this offset.
+    Starts(i64),
+    /// No whole batch, for this reason.
+    Bad(String),
+    /// The segment's end.
+    End,
+}
+
+impl From<&BatchAt<'_>> for FoundAt {
+    fn from(at: &BatchAt<'_>) -> Self {
+        match at {
+            BatchAt::Batch(view) => FoundAt::Starts(view.base_offset()),
+            BatchAt::Bad(e) => FoundAt::Bad(e.to_string()),
+            BatchAt::End => FoundAt::End,
+        }
+    }
+}
+
+impl From<&HeaderAt> for FoundAt {
+    fn from(at: &HeaderAt) -> Self {
+        match at {
+            HeaderAt::Header(h) => FoundAt::Starts(h.base_offset),
+            HeaderAt::Bad(reason) => FoundAt::Bad(reason.clone()),
+            HeaderAt::End => FoundAt::End,
+        }
+    }
+}
+
 /// Why the batch at `position`, where an offset index entry naming offset `named` points, is
 /// not the batch the entry names; `None` if it is.
-pub(crate) fn index_entry_mismatch(at: &BatchAt<'_>, named: i64, position: u64) -> Option<String> {
-    match at {
-        BatchAt::Batch(view) if view.base_offset() == named => None,
-        BatchAt::Batch(view) => Some(format!(
-            "index entry names offset {named}, the batch at position {position} starts at {}",
-            view.base_offset()
+pub(crate) fn index_entry_mismatch(found: FoundAt, named: i64, position: u64) -> Option<String> {
+    match found {
+        FoundAt::Starts(base_offset) if base_offset == named => None,
+        FoundAt::Starts(base_offset) => Some(format!(
+            "index entry names offset {named}, the batch at position {position} starts at {base_offset}"
         )),
-        BatchAt::Bad(e) => Some(format!(
+        FoundAt::Bad(e) => Some(format!(
             "index entry names offset {named}, no batch at position {position}: {e}"
         )),
-        BatchAt::End => Some(format!(
+        FoundAt::End => Some(format!(
             "index entry names offset {named} at position {position}, the segment's end"
         )),
     }
@@ -1920,8 +1941,8 @@ fn stamp_heads(
     Ok((stamped, heads))
 }
 
-/// Rewrites each batch's header: base offset, leader epoch, and under LogAppendTime the
-/// timestamp (recomputing the CRC). Reads each header back to check it.
+/// Rewrites each batch's header in place: the stamped head ([`stamp_heads`]), and under
+/// LogAppendTime the timestamp (recomputing the CRC). Reads each header back to check it.
 fn stamp(
     records: &mut [u8],
     layout: &Layout,
@@ -1930,41 +1951,29 @@ fn stamp(
     config: &LogConfig,
     now_ms: i64,
 ) -> Result<Vec<Stamped>, LogError> {
-    let mut stamped = Vec::with_capacity(layout.batches.len());
-    let mut next_offset = base_offset;
-    for &(position, size_bytes) in &layout.batches {
-        let bytes = &mut records[position..position + size_bytes];
-        let mut header = BatchHeaderMut::new(bytes).map_err(LogError::InvalidRecords)?;
-        header.set_base_offset(next_offset);
-        header.set_partition_leader_epoch(leader_epoch);
+    let (mut stamped, heads) = stamp_heads(records, layout, base_offset, leader_epoch)?;
+    for (s, head) in stamped.iter_mut().zip(&heads) {
+        let bytes = &mut records[s.position..s.position + s.size_bytes];
+        bytes[..BATCH_HEAD_BYTES].copy_from_slice(head);
         if config.timestamp_type == TimestampType::LogAppendTime {
-            header.set_log_append_time(now_ms);
+            BatchHeaderMut::new(bytes)
+                .map_err(LogError::InvalidRecords)?
+                .set_log_append_time(now_ms);
         }
         let view = BatchView::parse(bytes).map_err(LogError::InvalidRecords)?;
         assert_eq!(
             view.base_offset(),
-            next_offset,
+            s.base_offset,
             "stamped base offset reads back"
         );
         assert_eq!(
             view.size_bytes(),
-            size_bytes,
+            s.size_bytes,
             "stamping keeps the batch size"
         );
         assert_eq!(view.partition_leader_epoch(), leader_epoch);
-        stamped.push(Stamped {
-            position,
-            size_bytes,
-            base_offset: next_offset,
-            max_timestamp_ms: view.max_timestamp(),
-        });
-        next_offset = view.next_offset();
+        s.max_timestamp_ms = view.max_timestamp();
     }
-    assert_eq!(
-        next_offset,
-        base_offset + layout.offset_count,
-        "offsets assigned without holes"
-    );
     Ok(stamped)
 }
 
