@@ -4,7 +4,7 @@
 //! the records it emits to the partition, and only then sends the responses.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
@@ -23,8 +23,6 @@ use crate::state::{now_ms, Broker, Partition, TopicSpec};
 use runnel_model::control::Marker;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Requests queued for one shard before senders wait.
-const SHARD_QUEUE_DEPTH: usize = 1024;
 
 pub(crate) enum ShardCommand {
     Request {
@@ -44,8 +42,7 @@ pub(crate) enum ShardCommand {
 /// The shards of the group coordinator, started when `__consumer_offsets` exists.
 #[derive(Default)]
 pub struct GroupCoordinators {
-    shards: OnceLock<Vec<mpsc::Sender<ShardCommand>>>,
-    starting: tokio::sync::Mutex<()>,
+    shards: crate::internal_topic::ShardSet<ShardCommand>,
     /// Committed offsets as of the records appended or replayed, for lag metrics (read at
     /// scrape time; updated once per appended output, not per request).
     committed: std::sync::Mutex<std::collections::BTreeMap<(String, String, i32), i64>>,
@@ -163,14 +160,7 @@ impl Broker {
     pub(crate) async fn group_coordinators(
         self: &Arc<Self>,
     ) -> Result<&Vec<mpsc::Sender<ShardCommand>>, KafkaError> {
-        if let Some(shards) = self.coordinators.shards.get() {
-            return Ok(shards);
-        }
-        let _guard = self.coordinators.starting.lock().await;
-        if let Some(shards) = self.coordinators.shards.get() {
-            return Ok(shards);
-        }
-        let spec = TopicSpec {
+        let spec = || TopicSpec {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: self.config.offsets_topic_num_partitions,
             replication_factor: self.config.offsets_topic_replication_factor_for(1),
@@ -184,19 +174,15 @@ impl Broker {
                 ),
             ],
         };
-        let topic = crate::internal_topic::ensure(self, spec).await?;
         let config = group_config(self);
-        let mut senders = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let (tx, rx) = mpsc::channel(SHARD_QUEUE_DEPTH);
-            senders.push(tx);
-            let broker = self.clone();
-            let partition = p.clone();
-            let config = config.clone();
-            tokio::spawn(async move { run_shard(broker, partition, rx, config).await });
-        }
-        let _ = self.coordinators.shards.set(senders);
-        Ok(self.coordinators.shards.get().expect("just set"))
+        self.coordinators
+            .shards
+            .get_or_start(self, spec, |partition, rx| {
+                let broker = self.clone();
+                let config = config.clone();
+                tokio::spawn(async move { run_shard(broker, partition, rx, config).await });
+            })
+            .await
     }
 
     /// Sends a request to the shard owning `group_id` and waits for its answer. An error

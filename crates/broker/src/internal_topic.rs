@@ -150,3 +150,55 @@ pub(crate) async fn ensure(
         )
     })
 }
+
+/// Requests a coordinator shard may have queued before its sender waits.
+const SHARD_QUEUE_DEPTH: usize = 1024;
+
+/// The coordinator shards over an internal topic's partitions (one task per partition),
+/// started on first use: the topic is created if needed, then a task is spawned per
+/// partition with the receiving end of its queue.
+pub(crate) struct ShardSet<C> {
+    shards: std::sync::OnceLock<Vec<tokio::sync::mpsc::Sender<C>>>,
+    starting: tokio::sync::Mutex<()>,
+}
+
+impl<C> Default for ShardSet<C> {
+    fn default() -> Self {
+        ShardSet {
+            shards: std::sync::OnceLock::new(),
+            starting: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<C> ShardSet<C> {
+    /// The shards' queues, if started.
+    pub(crate) fn get(&self) -> Option<&Vec<tokio::sync::mpsc::Sender<C>>> {
+        self.shards.get()
+    }
+
+    /// The shards' queues, starting them first (once) if needed.
+    pub(crate) async fn get_or_start(
+        &self,
+        broker: &Arc<Broker>,
+        spec: impl FnOnce() -> TopicSpec,
+        spawn: impl Fn(Arc<Partition>, tokio::sync::mpsc::Receiver<C>),
+    ) -> Result<&Vec<tokio::sync::mpsc::Sender<C>>, KafkaError> {
+        if let Some(shards) = self.shards.get() {
+            return Ok(shards);
+        }
+        let _guard = self.starting.lock().await;
+        if let Some(shards) = self.shards.get() {
+            return Ok(shards);
+        }
+        let topic = ensure(broker, spec()).await?;
+        let mut senders = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let (tx, rx) = tokio::sync::mpsc::channel(SHARD_QUEUE_DEPTH);
+            senders.push(tx);
+            spawn(p.clone(), rx);
+        }
+        let _ = self.shards.set(senders);
+        Ok(self.shards.get().expect("just set"))
+    }
+}

@@ -13,7 +13,7 @@
 //! does not pass it, until then.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
@@ -30,8 +30,6 @@ use crate::coordinator::ImageTopics;
 use crate::errors::KafkaError;
 use crate::state::{now_ms, Broker, Partition, TopicSpec};
 
-/// Requests queued for one shard before senders wait.
-const SHARD_QUEUE_DEPTH: usize = 1024;
 /// How long a marker that could not be written waits before the next attempt.
 pub(crate) const MARKER_RETRY_MS: i64 = 1_000;
 
@@ -43,8 +41,7 @@ pub(crate) struct TxnCommand {
 /// The shards of the transaction coordinator, started when `__transaction_state` exists.
 #[derive(Default)]
 pub struct TxnCoordinators {
-    shards: OnceLock<Vec<mpsc::Sender<TxnCommand>>>,
-    starting: tokio::sync::Mutex<()>,
+    shards: crate::internal_topic::ShardSet<TxnCommand>,
 }
 
 pub(crate) fn txn_config(broker: &Broker) -> TxnConfig {
@@ -72,14 +69,7 @@ impl Broker {
     pub(crate) async fn txn_coordinators(
         self: &Arc<Self>,
     ) -> Result<&Vec<mpsc::Sender<TxnCommand>>, KafkaError> {
-        if let Some(shards) = self.txn_coordinators.shards.get() {
-            return Ok(shards);
-        }
-        let _guard = self.txn_coordinators.starting.lock().await;
-        if let Some(shards) = self.txn_coordinators.shards.get() {
-            return Ok(shards);
-        }
-        let spec = TopicSpec {
+        let spec = || TopicSpec {
             name: TRANSACTION_STATE_TOPIC.to_string(),
             num_partitions: self.config.transaction_state_log_num_partitions,
             replication_factor: self.config.transaction_state_log_replication_factor_for(1),
@@ -97,19 +87,15 @@ impl Broker {
                 ),
             ],
         };
-        let topic = crate::internal_topic::ensure(self, spec).await?;
         let config = txn_config(self);
-        let mut senders = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let (tx, rx) = mpsc::channel(SHARD_QUEUE_DEPTH);
-            senders.push(tx);
-            let broker = self.clone();
-            let partition = p.clone();
-            let config = config.clone();
-            tokio::spawn(async move { run_txn_shard(broker, partition, rx, config).await });
-        }
-        let _ = self.txn_coordinators.shards.set(senders);
-        Ok(self.txn_coordinators.shards.get().expect("just set"))
+        self.txn_coordinators
+            .shards
+            .get_or_start(self, spec, |partition, rx| {
+                let broker = self.clone();
+                let config = config.clone();
+                tokio::spawn(async move { run_txn_shard(broker, partition, rx, config).await });
+            })
+            .await
     }
 
     /// The shard index of a transactional id.
