@@ -821,6 +821,7 @@ impl Suite {
                         "bytes": bytes,
                         "secs": r["send_secs"],
                         "latency_ms": r["end_to_end_latency_ms"],
+                        "slow_seconds": slow_seconds(&r["end_to_end_by_second"]),
                         "client_cpu_secs": r["cpu_secs"],
                     });
                     broker.add_to(&mut v, bytes, r["cpu_secs"].as_f64());
@@ -1947,6 +1948,38 @@ fn mb_cell(v: &Value) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// From `perf e2e`'s `end_to_end_by_second`: the seconds (since the run's start) in which a
+/// record took more than 20 ms, each with its slowest record's milliseconds.
+fn slow_seconds(by_second: &Value) -> Value {
+    by_second
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["max_ms"].as_f64().is_some_and(|m| m > 20.0))
+        .map(|s| json!({"second": s["second"], "max_ms": s["max_ms"]}))
+        .collect()
+}
+
+/// "none", or the slow seconds as `s32 (546 ms)`, the first eight of them.
+fn slow_seconds_cell(slow: &Value) -> String {
+    let Some(seconds) = slow.as_array() else {
+        return "–".into();
+    };
+    if seconds.is_empty() {
+        return "none".into();
+    }
+    let mut cell = seconds
+        .iter()
+        .take(8)
+        .map(|s| format!("s{} ({} ms)", s["second"], f(&s["max_ms"], 0)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if seconds.len() > 8 {
+        cell += &format!(" and {} more", seconds.len() - 8);
+    }
+    cell
+}
+
 fn status_cell(v: &Value) -> Option<String> {
     match v["status"].as_str() {
         Some("ok") => None,
@@ -2056,8 +2089,8 @@ fn markdown(r: &Value) -> String {
         s += &format!(
             "\nW3 end-to-end latency, from the produce call to the consumer's receipt, in one process \
              (acks={}, linger {} ms, {} partitions, 1 KiB records; ms):\n\n\
-             | rate | achieved records/s | records | p50 | p99 | p99.9 | max | broker core-s/GiB | broker peak RSS |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+             | rate | achieved records/s | records | p50 | p99 | p99.9 | max | seconds with a record over 20 ms | broker core-s/GiB | broker peak RSS |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
             w3["acks"].as_str().unwrap_or("?"),
             f(&w3["linger_ms"], 0),
             r["config"]["partitions"]
@@ -2067,7 +2100,7 @@ fn markdown(r: &Value) -> String {
             match status_cell(run) {
                 None => {
                     s += &format!(
-                        "| {label} ({}/s) | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                        "| {label} ({}/s) | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                         run["target_rate"],
                         f(&run["achieved_rate"], 0),
                         run["records_received"],
@@ -2075,11 +2108,12 @@ fn markdown(r: &Value) -> String {
                         f(&run["latency_ms"]["p99"], 2),
                         f(&run["latency_ms"]["p99_9"], 2),
                         f(&run["latency_ms"]["max"], 2),
+                        slow_seconds_cell(&run["slow_seconds"]),
                         f(&run["broker"]["cpu_secs_per_gib"], 2),
                         mb_cell(&run["broker"]["peak_rss_bytes"]),
                     )
                 }
-                Some(st) => s += &format!("| {label} | {st} | | | | | | | |\n"),
+                Some(st) => s += &format!("| {label} | {st} | | | | | | | | |\n"),
             }
         }
     }
@@ -2245,6 +2279,24 @@ mod tests {
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn w3_slow_seconds_are_those_with_a_record_over_20_ms() {
+        let by_second = json!([
+            {"second": 0, "records": 10, "max_ms": 3.5},
+            {"second": 1, "records": 10, "max_ms": 20.0},
+            {"second": 2, "records": 10, "max_ms": 546.9},
+        ]);
+        let slow = slow_seconds(&by_second);
+        assert_eq!(slow, json!([{"second": 2, "max_ms": 546.9}]));
+        assert_eq!(slow_seconds_cell(&slow), "s2 (547 ms)");
+        assert_eq!(slow_seconds_cell(&json!([])), "none");
+        assert_eq!(slow_seconds_cell(&Value::Null), "–");
+        let many: Vec<Value> = (0..10)
+            .map(|i| json!({"second": i, "max_ms": 30.0}))
+            .collect();
+        assert!(slow_seconds_cell(&json!(many)).ends_with("s7 (30 ms) and 2 more"));
     }
 
     #[test]

@@ -293,6 +293,8 @@ struct Stats {
     acked: AtomicU64,
     failed: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
+    /// Produce latency by the second each record was sent in (for `e2e`'s slow seconds).
+    produce_by_second: Mutex<BySecond>,
     first_error: Mutex<Option<KafkaError>>,
 }
 
@@ -315,6 +317,10 @@ impl ProducerContext for Stats {
                 let now_us = self.start.elapsed().as_micros() as u64;
                 let lat = now_us.saturating_sub(sent_us as u64).max(1);
                 self.latency_us.lock().unwrap().saturating_record(lat);
+                self.produce_by_second
+                    .lock()
+                    .unwrap()
+                    .record(sent_us as u64, lat);
             }
             Err((e, _)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -359,6 +365,72 @@ impl Progress {
             let _ = write!(e, "\r\x1b[2K");
             let _ = e.flush();
         }
+    }
+}
+
+/// Latencies of the records sent in one second of a run.
+#[derive(Clone, Copy, Default)]
+struct SecondStats {
+    records: u64,
+    over_5ms: u64,
+    over_20ms: u64,
+    max_us: u64,
+}
+
+/// Latency by the second (since the run's start) each record was sent in: shows *when* a run's
+/// tail happened, to set it beside the broker's and the kernel's activity at that time.
+#[derive(Default)]
+struct BySecond {
+    seconds: Vec<SecondStats>,
+}
+
+impl BySecond {
+    /// A day of seconds; later records count in the last one.
+    const SECONDS_MAX: usize = 86_400;
+
+    fn record(&mut self, sent_us: u64, latency_us: u64) {
+        let i = ((sent_us / 1_000_000) as usize).min(Self::SECONDS_MAX - 1);
+        if self.seconds.len() <= i {
+            self.seconds.resize(i + 1, SecondStats::default());
+        }
+        let s = &mut self.seconds[i];
+        s.records += 1;
+        s.over_5ms += u64::from(latency_us > 5_000);
+        s.over_20ms += u64::from(latency_us > 20_000);
+        s.max_us = s.max_us.max(latency_us);
+    }
+
+    fn json(&self) -> serde_json::Value {
+        self.seconds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "second": i,
+                    "records": s.records,
+                    "over_5ms": s.over_5ms,
+                    "over_20ms": s.over_20ms,
+                    "max_ms": ms(s.max_us),
+                })
+            })
+            .collect()
+    }
+
+    /// One line per second whose slowest record took more than 20 ms.
+    fn slow_text(&self) -> String {
+        let mut out = String::new();
+        for (i, s) in self.seconds.iter().enumerate() {
+            if s.max_us > 20_000 {
+                out.push_str(&format!(
+                    "  second {i}: {} records, {} over 5 ms, {} over 20 ms, max {:.1} ms\n",
+                    s.records,
+                    s.over_5ms,
+                    s.over_20ms,
+                    ms(s.max_us)
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -468,6 +540,7 @@ fn perf_producer(
         acked: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         latency_us: Mutex::new(new_histogram()),
+        produce_by_second: Mutex::new(BySecond::default()),
         first_error: Mutex::new(None),
     };
     let mut props = tuning.properties(conn.timeout.max(Duration::from_secs(30)));
@@ -767,6 +840,7 @@ struct E2eSpec<'a> {
 struct E2eReceived {
     records: u64,
     latency_us: Histogram<u64>,
+    by_second: BySecond,
 }
 
 /// A producer at a fixed rate and a consumer reading every partition from its end at the
@@ -814,6 +888,7 @@ fn e2e(
         let stop_c = stop.clone();
         let reader = s.spawn(move || {
             let mut hist = new_histogram();
+            let mut by_second = BySecond::default();
             let mut records: u64 = 0;
             let mut last = Instant::now();
             loop {
@@ -832,7 +907,9 @@ fn e2e(
                         records += 1;
                         if let Some(v) = m.payload().and_then(|p| p.get(..8)) {
                             let sent_us = u64::from_le_bytes(v.try_into().expect("8 bytes"));
-                            hist.saturating_record(now_us.saturating_sub(sent_us).max(1));
+                            let lat = now_us.saturating_sub(sent_us).max(1);
+                            hist.saturating_record(lat);
+                            by_second.record(sent_us, lat);
                         }
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "consumer error"),
@@ -841,6 +918,7 @@ fn e2e(
             E2eReceived {
                 records,
                 latency_us: hist,
+                by_second,
             }
         });
 
@@ -907,14 +985,17 @@ fn e2e(
                 "payload": load.payload.name(),
                 "end_to_end_latency_ms": latency_json(hist),
                 "produce_latency_ms": latency_json(&ctx.latency_us.lock().unwrap()),
+                "end_to_end_by_second": got.by_second.json(),
+                "produce_by_second": ctx.produce_by_second.lock().unwrap().json(),
                 "cpu_secs": round3(crate::procstat::own_cpu_secs()),
             }))?,
             Format::Text => print(&format!(
                 "{sent} records sent at {achieved:.1} records/s (target {}), {} received\n\
-                 end-to-end {}\n",
+                 end-to-end {}\n{}",
                 spec.rate,
                 got.records,
-                latency_text(hist)
+                latency_text(hist),
+                got.by_second.slow_text()
             ))?,
         }
         delivery_outcome(&ctx, failed, flushed, topic)?;

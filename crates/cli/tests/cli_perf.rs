@@ -147,6 +147,16 @@ fn given_a_fixed_rate_e2e_should_receive_every_record_it_sent() {
     assert_eq!(r["partitions"], 4, "{r}");
     assert_percentiles(&r["end_to_end_latency_ms"]);
     assert!(r["cpu_secs"].as_f64().is_some(), "{r}");
+    // By the second each record was sent in: every record counted once, each way.
+    for key in ["end_to_end_by_second", "produce_by_second"] {
+        let seconds = r[key].as_array().unwrap_or_else(|| panic!("{key}: {r}"));
+        let counted: u64 = seconds.iter().map(|s| s["records"].as_u64().unwrap()).sum();
+        assert_eq!(counted, 300, "{key}: {r}");
+        for s in seconds {
+            assert!(s["over_5ms"].as_u64() <= s["records"].as_u64(), "{s}");
+            assert!(s["over_20ms"].as_u64() <= s["over_5ms"].as_u64(), "{s}");
+        }
+    }
     // Round-robin spread the records evenly; half-random values are all different.
     let d = b.json(&["topic", "describe", "e2e"]);
     for p in d["partitions"].as_array().unwrap() {
