@@ -234,6 +234,8 @@ pub struct PartitionLog {
     /// Set by close and delete: a running clean stops at its next check and leaves the log as
     /// it was (or completes a swap already committed).
     pub(crate) abort_maintenance: AtomicBool,
+    /// Set once a writeback hint has failed and been logged (see [`Self::start_writeback`]).
+    writeback_failure_logged: AtomicBool,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -402,6 +404,7 @@ impl PartitionLog {
             append_lock: Mutex::new(()),
             flush_lock: Mutex::new(()),
             abort_maintenance: AtomicBool::new(false),
+            writeback_failure_logged: AtomicBool::new(false),
         })
     }
 
@@ -694,6 +697,9 @@ impl PartitionLog {
                     .map_err(|e| ("write", files.log_path.with_extension("timeindex"), e))
             });
 
+        if written.is_ok() {
+            self.start_writeback(&*files.log, write_position, set_bytes);
+        }
         let mut guard = self.lock();
         let inner = &mut *guard;
         if let Err((op, path, e)) = written {
@@ -1327,6 +1333,36 @@ impl PartitionLog {
         }
     }
 
+    /// After an append wrote `len_bytes` at `position` of the active segment: starts the
+    /// writeback of every [`WRITEBACK_CHUNK_BYTES`] chunk of the segment that the append
+    /// completed. The segment's unsynced data thus stays under a chunk, and the kernel's
+    /// periodic writeback (by default every 30 s, of everything dirty) never has hundreds of
+    /// megabytes of it to write at once, during which ext4 holds up appends to the same file
+    /// for up to a second (W3 in `docs/performance.md`). A hint: it makes nothing durable, and
+    /// its failure fails nothing (a failed writeback fails the next fsync).
+    fn start_writeback(&self, file: &dyn StorageFile, position: u64, len_bytes: u64) {
+        let first_chunk = position / WRITEBACK_CHUNK_BYTES;
+        let end_chunk = (position + len_bytes) / WRITEBACK_CHUNK_BYTES;
+        if end_chunk == first_chunk {
+            return;
+        }
+        let from = first_chunk * WRITEBACK_CHUNK_BYTES;
+        let len = (end_chunk - first_chunk) * WRITEBACK_CHUNK_BYTES;
+        debug_assert!(from + len <= position + len_bytes, "only written bytes");
+        if let Err(e) = file.start_writeback(from, len) {
+            if !self.writeback_failure_logged.swap(true, Ordering::Relaxed) {
+                warn!(
+                    dir = %self.dir.display(),
+                    position = from,
+                    len_bytes = len,
+                    error = %e,
+                    "cannot start the writeback of appended data; the next fsync reports whether \
+                     it reached the disk (further failures of this log are not logged)"
+                );
+            }
+        }
+    }
+
     pub(crate) fn append_guard(&self) -> MutexGuard<'_, ()> {
         self.append_lock
             .lock()
@@ -1850,6 +1886,10 @@ fn layout_of(records: &[u8]) -> Result<Layout, LogError> {
 /// Bytes at the start of a batch that an append stamps without touching the CRC-covered
 /// rest: base offset (8), batch length (4, unchanged), partition leader epoch (4).
 const BATCH_HEAD_BYTES: usize = 16;
+
+/// Appends start the writeback of the active segment in chunks of this size (see
+/// [`PartitionLog::start_writeback`]).
+const WRITEBACK_CHUNK_BYTES: u64 = 1 << 20;
 /// A shared record set is written as it is (head by head) only if its batches are this
 /// large on average; smaller ones are cheaper to copy than to write in two parts each.
 const SHARED_WRITE_BATCH_BYTES_MIN: usize = 64 * 1024;

@@ -100,6 +100,14 @@ pub trait StorageFile: Send + Sync + Debug {
     /// Returns `Ok` only when all bytes written before the call, and the length, are durable.
     fn sync_data(&self) -> io::Result<()>;
 
+    /// Starts writing the `len_bytes` at `pos` to the disk and returns without waiting for
+    /// them: a hint that keeps the amount of written-but-unsynced data small, with no
+    /// durability promise (only [`StorageFile::sync_data`] gives one). A range past the end is
+    /// not an error. The default does nothing.
+    fn start_writeback(&self, _pos: u64, _len_bytes: u64) -> io::Result<()> {
+        Ok(())
+    }
+
     /// True if the file holds no bytes.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -317,5 +325,34 @@ impl StorageFile for FsFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+    /// `sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE` only: it queues the range's dirty
+    /// pages for writeback and neither waits for them nor touches the error state that a later
+    /// `fsync` reports, so a failed writeback still fails that `fsync`.
+    fn start_writeback(&self, pos: u64, len_bytes: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(nbytes)) = (
+            libc::off64_t::try_from(pos),
+            libc::off64_t::try_from(len_bytes),
+        ) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("range of {len_bytes} bytes at {pos} beyond what sync_file_range takes"),
+            ));
+        };
+        // SAFETY: a syscall on a descriptor this handle owns; it reads no memory of ours.
+        let r = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset,
+                nbytes,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }

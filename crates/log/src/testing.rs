@@ -6,7 +6,7 @@
 //! Compiled into the crate (no feature flag) so the broker's and other crates' tests can use
 //! them too. Nothing here is used by the log itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,12 +32,20 @@ pub enum WriteFault {
     TornThenCrash { prefix_bytes: usize },
 }
 
+/// How many writeback hints [`FaultyStorage::writebacks`] keeps.
+const WRITEBACKS_KEPT_MAX: usize = 1024;
+
 #[derive(Debug, Default)]
 struct Plan {
     /// `(path suffix, fault)`: the next write to a path ending in the suffix gets the fault.
     next_write: Option<(String, WriteFault)>,
     /// The next `sync_data`/`sync_dir` of a path ending in the suffix fails with `EIO`.
     next_sync: Option<String>,
+    /// The next `start_writeback` fails with `EIO`.
+    next_writeback_fails: bool,
+    /// The last writeback hints, `(path, pos, len_bytes)`, oldest first; at most
+    /// [`WRITEBACKS_KEPT_MAX`].
+    writebacks: VecDeque<(PathBuf, u64, u64)>,
     /// Every operation fails with `EIO` (the process lost its disk, or "crashed": nothing it
     /// does reaches the files any more, not even undoing a torn write).
     crashed: bool,
@@ -100,6 +108,7 @@ impl FaultyStorage {
         let mut plan = self.plan();
         plan.next_write = None;
         plan.next_sync = None;
+        plan.next_writeback_fails = false;
         plan.crashed = false;
         plan.crash_at_mutation = None;
     }
@@ -127,6 +136,17 @@ impl FaultyStorage {
     /// fsyncs attempted so far (including failed ones).
     pub fn sync_count(&self) -> u64 {
         self.plan().syncs
+    }
+
+    /// The next `start_writeback` (a hint, which the log must survive failing) fails with
+    /// `EIO`.
+    pub fn fail_next_writeback(&self) {
+        self.plan().next_writeback_fails = true;
+    }
+
+    /// The last writeback hints, `(path, pos, len_bytes)`, oldest first (at most 1,024).
+    pub fn writebacks(&self) -> Vec<(PathBuf, u64, u64)> {
+        self.plan().writebacks.iter().cloned().collect()
     }
 
     /// Faults injected so far.
@@ -288,6 +308,22 @@ impl StorageFile for FaultyFile {
     fn sync_data(&self) -> io::Result<()> {
         FaultyStorage::take_sync_fault(&self.plan, &self.path)?;
         self.inner.sync_data()
+    }
+    fn start_writeback(&self, pos: u64, len_bytes: u64) -> io::Result<()> {
+        {
+            let mut plan = lock_plan(&self.plan);
+            check_crashed(&plan)?;
+            if plan.writebacks.len() == WRITEBACKS_KEPT_MAX {
+                plan.writebacks.pop_front();
+            }
+            plan.writebacks
+                .push_back((self.path.clone(), pos, len_bytes));
+            if std::mem::take(&mut plan.next_writeback_fails) {
+                plan.injected += 1;
+                return Err(injected(EIO));
+            }
+        }
+        self.inner.start_writeback(pos, len_bytes)
     }
 }
 
@@ -759,6 +795,12 @@ impl StorageFile for PowerLossFile {
         }
         Ok(())
     }
+
+    /// Makes nothing durable: a power loss after it still loses the pending writes.
+    fn start_writeback(&self, pos: u64, len_bytes: u64) -> io::Result<()> {
+        let _machine = self.machine()?;
+        self.inner.start_writeback(pos, len_bytes)
+    }
 }
 
 /// Checks that `storage` honours the [`Storage`] contract, using the (existing, empty or
@@ -837,6 +879,15 @@ pub fn storage_conformance(storage: &dyn Storage, root: &Path) {
         &into[..],
         b">World",
         "a failed read_exact_into leaves the buffer as it was"
+    );
+    file.start_writeback(0, 11)
+        .expect("start_writeback of written bytes");
+    file.start_writeback(0, 1 << 20)
+        .expect("start_writeback of a range past the end");
+    file.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(
+        &buf, b"hello World",
+        "start_writeback leaves the bytes as written"
     );
     file.write_all_at(b"!", 20).expect("write past the end");
     assert_eq!(file.len().unwrap(), 21, "writing past the end extends");

@@ -482,3 +482,46 @@ mod random_faults {
         }
     }
 }
+
+#[test]
+fn given_appends_completing_a_mib_of_the_segment_should_start_its_writeback_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (storage, log) = with_faults(tmp.path(), LogConfig::default());
+    let mut stored = Vec::new();
+    // Three batches of about 600 KB: only the second completes the segment's first MiB, and
+    // the third completes nothing.
+    let mut positions = Vec::new();
+    for _ in 0..3 {
+        let mut b = batch_with(600, 1000, T0_MS);
+        log.append(&mut b, 0, T0_MS).expect("append");
+        stored.extend_from_slice(&b);
+        positions.push(stored.len() as u64);
+    }
+    assert!(positions[0] < 1 << 20 && positions[1] >= 1 << 20 && positions[2] < 2 << 20);
+    let hints = storage.writebacks();
+    assert_eq!(hints.len(), 1, "one hint: {hints:?}");
+    let (path, pos, len) = &hints[0];
+    assert_eq!(path, &seg_path(tmp.path(), 0, ".log"));
+    assert_eq!(
+        (*pos, *len),
+        (0, 1 << 20),
+        "the whole first MiB, nothing unwritten"
+    );
+    assert_eq!(read_all(&log), stored);
+}
+
+#[test]
+fn given_failing_writeback_hint_should_still_acknowledge_and_serve_the_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (storage, log) = with_faults(tmp.path(), LogConfig::default());
+    storage.fail_next_writeback();
+    let mut b = batch_with(1100, 1000, T0_MS);
+    let info = log
+        .append(&mut b, 0, T0_MS)
+        .expect("a failed hint fails nothing");
+    assert_eq!(storage.injected_count(), 1, "the hint was tried and failed");
+    assert_eq!((info.base_offset, info.last_offset), (0, 1099));
+    assert!(log.failure().is_none());
+    assert_eq!(read_all(&log), b);
+    log.flush().expect("flush");
+}
