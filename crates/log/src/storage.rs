@@ -39,6 +39,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{mpsc, Arc, OnceLock};
 
 /// `errno` for "no space left on device" (the same value on Linux and macOS).
 pub const ENOSPC: i32 = 28;
@@ -226,7 +227,7 @@ impl Storage for FsStorage {
             }
         }
         Ok(Box::new(FsFile {
-            file: options.open(path)?,
+            file: Arc::new(options.open(path)?),
         }))
     }
 
@@ -250,7 +251,86 @@ impl Storage for FsStorage {
 /// A file of [`FsStorage`].
 #[derive(Debug)]
 struct FsFile {
-    file: std::fs::File,
+    /// Shared with the writeback thread while a hint for it is queued.
+    file: Arc<std::fs::File>,
+}
+
+/// A range of a file whose writeback an append asked to start.
+struct WritebackHint {
+    file: Arc<std::fs::File>,
+    pos: u64,
+    len_bytes: u64,
+}
+
+/// Hints queued for the writeback thread, at most; more are dropped.
+const WRITEBACK_HINTS_QUEUED_MAX: usize = 4096;
+
+/// The queue of the process's one writeback thread (`runnel-writeback`), started on first
+/// use. It runs `sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE` only, for each hint in
+/// turn: that queues the range's dirty pages for writeback and neither waits for the disk
+/// nor touches the error state that a later `fsync` reports, so a failed writeback still
+/// fails that `fsync`.
+fn writeback_queue() -> &'static mpsc::SyncSender<WritebackHint> {
+    static QUEUE: OnceLock<mpsc::SyncSender<WritebackHint>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel::<WritebackHint>(WRITEBACK_HINTS_QUEUED_MAX);
+        let spawned = std::thread::Builder::new()
+            .name("runnel-writeback".into())
+            .spawn(move || {
+                let mut failure_logged = false;
+                // Ends when every sender is gone (never, for the static one): bounded by the
+                // queue, one hint per iteration.
+                while let Ok(hint) = rx.recv() {
+                    if let Err(e) = sync_file_range_write(&hint.file, hint.pos, hint.len_bytes) {
+                        if !failure_logged {
+                            failure_logged = true;
+                            tracing::warn!(
+                                position = hint.pos,
+                                len_bytes = hint.len_bytes,
+                                error = %e,
+                                "cannot start the writeback of appended data; the next fsync \
+                                 reports whether it reached the disk (further failures are not \
+                                 logged)"
+                            );
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // Without the thread every hint is dropped (the queue fills); nothing else changes.
+            tracing::warn!(error = %e, "cannot start the writeback thread; appended data is \
+                written back by the kernel alone");
+        }
+        tx
+    })
+}
+
+/// `sync_file_range(fd, pos, len_bytes, SYNC_FILE_RANGE_WRITE)`.
+fn sync_file_range_write(file: &std::fs::File, pos: u64, len_bytes: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(nbytes)) = (
+        libc::off64_t::try_from(pos),
+        libc::off64_t::try_from(len_bytes),
+    ) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("range of {len_bytes} bytes at {pos} beyond what sync_file_range takes"),
+        ));
+    };
+    // SAFETY: a syscall on a descriptor that `file` keeps open; it reads no memory of ours.
+    let r = unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset,
+            nbytes,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 impl StorageFile for FsFile {
@@ -258,7 +338,7 @@ impl StorageFile for FsFile {
         Ok(self.file.metadata()?.len())
     }
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        FileExt::read_at(&self.file, buf, pos)
+        FileExt::read_at(&*self.file, buf, pos)
     }
     /// `pread(2)` straight into `out`'s spare capacity: the reads that serve fetches do not
     /// zero their buffer first (the memset was a tenth of the catch-up read's broker CPU).
@@ -318,7 +398,7 @@ impl StorageFile for FsFile {
         Ok(())
     }
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
-        FileExt::write_at(&self.file, buf, pos)
+        FileExt::write_at(&*self.file, buf, pos)
     }
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.file.set_len(len_bytes)
@@ -326,33 +406,21 @@ impl StorageFile for FsFile {
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
     }
-    /// `sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE` only: it queues the range's dirty
-    /// pages for writeback and neither waits for them nor touches the error state that a later
-    /// `fsync` reports, so a failed writeback still fails that `fsync`.
+    /// Hands the range to the writeback thread (see [`writeback_queue`]) and returns at once:
+    /// starting a writeback submits the pages to the block layer, which can take tens of
+    /// milliseconds on a busy disk, and the appending thread must not wait for that. A hint
+    /// that finds the queue full is dropped (the kernel writes those pages back itself).
     fn start_writeback(&self, pos: u64, len_bytes: u64) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(nbytes)) = (
-            libc::off64_t::try_from(pos),
-            libc::off64_t::try_from(len_bytes),
-        ) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("range of {len_bytes} bytes at {pos} beyond what sync_file_range takes"),
-            ));
+        let hint = WritebackHint {
+            file: Arc::clone(&self.file),
+            pos,
+            len_bytes,
         };
-        // SAFETY: a syscall on a descriptor this handle owns; it reads no memory of ours.
-        let r = unsafe {
-            libc::sync_file_range(
-                self.file.as_raw_fd(),
-                offset,
-                nbytes,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
+        match writeback_queue().try_send(hint) {
+            Ok(()) | Err(mpsc::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                Err(io::Error::other("the writeback thread has stopped"))
+            }
         }
     }
 }
