@@ -117,7 +117,8 @@ impl RunningBroker {
             "configuration"
         );
         let listener = config.listener();
-        let listeners = server::bind(&listener.host, listener.port).await?;
+        let backlog = u32::try_from(config.socket_listen_backlog_size.max(1)).unwrap_or(1);
+        let listeners = server::bind(&listener.host, listener.port, backlog).await?;
         let local_addrs: Vec<SocketAddr> = listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())

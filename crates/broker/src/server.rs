@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing::{info, warn};
 
 use crate::connection::serve_connection;
@@ -26,9 +26,11 @@ pub enum ListenError {
     NoAddress { host: String },
 }
 
-/// Binds every address of `host:port`. `localhost` binds both 127.0.0.1 and ::1 so clients
-/// reach the broker whichever one they resolve it to; an empty host binds all interfaces.
-pub async fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, ListenError> {
+/// Binds every address of `host:port`, each with a queue of `backlog` connections not yet
+/// accepted (`socket.listen.backlog.size`). `localhost` binds both 127.0.0.1 and ::1 so
+/// clients reach the broker whichever one they resolve it to; an empty host binds all
+/// interfaces.
+pub async fn bind(host: &str, port: u16, backlog: u32) -> Result<Vec<TcpListener>, ListenError> {
     let addrs: Vec<SocketAddr> = if host.is_empty() || host == "0.0.0.0" {
         vec![SocketAddr::from(([0, 0, 0, 0], port))]
     } else if host == "localhost" {
@@ -56,7 +58,7 @@ pub async fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, ListenError
     }
     let mut listeners = Vec::new();
     for addr in &addrs {
-        match TcpListener::bind(addr).await {
+        match listen(*addr, backlog) {
             Ok(l) => listeners.push(l),
             // localhost on a machine without IPv6: the IPv4 listener is enough.
             Err(e) if host == "localhost" && addr.is_ipv6() && !listeners.is_empty() => {
@@ -71,6 +73,19 @@ pub async fn bind(host: &str, port: u16) -> Result<Vec<TcpListener>, ListenError
         }
     }
     Ok(listeners)
+}
+
+/// A listening socket on `addr` with `SO_REUSEADDR` (as `TcpListener::bind` sets it) and an
+/// accept queue of `backlog`.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Accepts connections until the broker shuts down.
@@ -105,5 +120,37 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Linux queues `backlog + 1` handshaken connections that nobody accepts and drops the
+    /// SYNs of the rest (the client's first retry comes after 1 s, past the deadline here).
+    #[tokio::test]
+    async fn given_listen_backlog_when_nothing_accepts_should_queue_only_that_many_connections() {
+        let count_connected = |backlog: u32| async move {
+            let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)), backlog).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut held = Vec::new();
+            for _ in 0..6 {
+                let attempt = tokio::net::TcpStream::connect(addr);
+                if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), attempt).await {
+                    held.push(s);
+                }
+            }
+            held.len()
+        };
+        let small = count_connected(1).await;
+        assert!((1..=2).contains(&small), "backlog 1 queued {small}");
+        assert_eq!(
+            count_connected(50).await,
+            6,
+            "Kafka's default backlog takes them all"
+        );
     }
 }
