@@ -292,9 +292,8 @@ struct Stats {
     start: Instant,
     acked: AtomicU64,
     failed: AtomicU64,
-    latency_us: Mutex<Histogram<u64>>,
-    /// Produce latency by the second each record was sent in (for `e2e`'s slow seconds).
-    produce_by_second: Mutex<BySecond>,
+    /// Produce latencies (one lock per delivery for both).
+    latency: Mutex<Latencies>,
     first_error: Mutex<Option<KafkaError>>,
 }
 
@@ -316,11 +315,9 @@ impl ProducerContext for Stats {
                 self.acked.fetch_add(1, Ordering::Relaxed);
                 let now_us = self.start.elapsed().as_micros() as u64;
                 let lat = now_us.saturating_sub(sent_us as u64).max(1);
-                self.latency_us.lock().unwrap().saturating_record(lat);
-                self.produce_by_second
-                    .lock()
-                    .unwrap()
-                    .record(sent_us as u64, lat);
+                let mut latency = self.latency.lock().unwrap();
+                latency.histogram_us.saturating_record(lat);
+                latency.by_second.record(sent_us as u64, lat);
             }
             Err((e, _)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -366,6 +363,13 @@ impl Progress {
             let _ = e.flush();
         }
     }
+}
+
+/// Latencies of the records a run has measured: all of them, and by the second they were sent
+/// in.
+struct Latencies {
+    histogram_us: Histogram<u64>,
+    by_second: BySecond,
 }
 
 /// Latencies of the records sent in one second of a run.
@@ -539,8 +543,10 @@ fn perf_producer(
         start: Instant::now(),
         acked: AtomicU64::new(0),
         failed: AtomicU64::new(0),
-        latency_us: Mutex::new(new_histogram()),
-        produce_by_second: Mutex::new(BySecond::default()),
+        latency: Mutex::new(Latencies {
+            histogram_us: new_histogram(),
+            by_second: BySecond::default(),
+        }),
         first_error: Mutex::new(None),
     };
     let mut props = tuning.properties(conn.timeout.max(Duration::from_secs(30)));
@@ -648,7 +654,7 @@ fn produce(
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
     let acked = ctx.acked.load(Ordering::Relaxed);
     let failed = ctx.failed.load(Ordering::Relaxed);
-    let hist = ctx.latency_us.lock().unwrap().clone();
+    let hist = ctx.latency.lock().unwrap().histogram_us.clone();
     let bytes = acked * record_size as u64;
     let rps = acked as f64 / elapsed;
     let mbps = bytes as f64 / MB / elapsed;
@@ -984,9 +990,9 @@ fn e2e(
                 "partitions": n_parts,
                 "payload": load.payload.name(),
                 "end_to_end_latency_ms": latency_json(hist),
-                "produce_latency_ms": latency_json(&ctx.latency_us.lock().unwrap()),
+                "produce_latency_ms": latency_json(&ctx.latency.lock().unwrap().histogram_us),
                 "end_to_end_by_second": got.by_second.json(),
-                "produce_by_second": ctx.produce_by_second.lock().unwrap().json(),
+                "produce_by_second": ctx.latency.lock().unwrap().by_second.json(),
                 "cpu_secs": round3(crate::procstat::own_cpu_secs()),
             }))?,
             Format::Text => print(&format!(

@@ -228,6 +228,7 @@ impl Storage for FsStorage {
         }
         Ok(Box::new(FsFile {
             file: Arc::new(options.open(path)?),
+            path: Arc::from(path),
         }))
     }
 
@@ -253,11 +254,14 @@ impl Storage for FsStorage {
 struct FsFile {
     /// Shared with the writeback thread while a hint for it is queued.
     file: Arc<std::fs::File>,
+    /// For the writeback thread's log line.
+    path: Arc<Path>,
 }
 
 /// A range of a file whose writeback an append asked to start.
 struct WritebackHint {
     file: Arc<std::fs::File>,
+    path: Arc<Path>,
     pos: u64,
     len_bytes: u64,
 }
@@ -285,6 +289,7 @@ fn writeback_queue() -> &'static mpsc::SyncSender<WritebackHint> {
                         if !failure_logged {
                             failure_logged = true;
                             tracing::warn!(
+                                path = %hint.path.display(),
                                 position = hint.pos,
                                 len_bytes = hint.len_bytes,
                                 error = %e,
@@ -413,6 +418,7 @@ impl StorageFile for FsFile {
     fn start_writeback(&self, pos: u64, len_bytes: u64) -> io::Result<()> {
         let hint = WritebackHint {
             file: Arc::clone(&self.file),
+            path: Arc::clone(&self.path),
             pos,
             len_bytes,
         };
