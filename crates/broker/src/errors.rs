@@ -87,3 +87,47 @@ impl From<&ControllerError> for KafkaError {
         KafkaError::with_message(code, e.message())
     }
 }
+
+/// Whether a log error deserves an ERROR line where a request meets it: data at risk that
+/// nobody has reported yet (a failed read or write, damaged bytes). A log that failed
+/// earlier logged its failure once, at ERROR, when it failed; every later request it
+/// refuses with KAFKA_STORAGE_ERROR is logged at DEBUG, or a consumer polling it would
+/// repeat that line many times a second. Refusals of the request itself are never errors.
+pub(crate) fn is_unreported_storage_failure(e: &LogError) -> bool {
+    matches!(e, LogError::Io { .. } | LogError::Corrupt { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn only_new_storage_failures_are_logged_as_errors() {
+        let dir = PathBuf::from("/data/t-0");
+        let io = LogError::Io {
+            op: "write",
+            path: dir.clone(),
+            source: std::io::Error::from_raw_os_error(5),
+        };
+        let failed = LogError::Failed {
+            dir: dir.clone(),
+            reason: "fsync failed".into(),
+        };
+        let closed = LogError::Closed { dir };
+        assert!(is_unreported_storage_failure(&io));
+        assert!(!is_unreported_storage_failure(&failed));
+        assert!(!is_unreported_storage_failure(&closed));
+        // All three still answer the request with their Kafka code.
+        assert_eq!(KafkaError::from(&io).code, ResponseError::KafkaStorageError);
+        assert_eq!(
+            KafkaError::from(&failed).code,
+            ResponseError::KafkaStorageError
+        );
+        assert_eq!(
+            KafkaError::from(&closed).code,
+            ResponseError::NotLeaderOrFollower
+        );
+    }
+}

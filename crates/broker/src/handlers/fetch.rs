@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::sb;
-use crate::errors::KafkaError;
+use crate::errors::{is_unreported_storage_failure, KafkaError};
 use crate::fetch_session::{FetchContext, FetchSpec, PartitionKey, PartitionSent};
 use crate::state::{now_ms, Broker};
 
@@ -158,8 +158,12 @@ fn read_partition(
             }
         }
         Err(e @ LogError::OffsetOutOfRange { .. }) => fail(data, KafkaError::from(&e)),
-        Err(e) => {
+        Err(e) if is_unreported_storage_failure(&e) => {
             tracing::error!(topic = %topic.name, partition = key.partition, error = %e, "fetch read failed");
+            fail(data, KafkaError::from(&e))
+        }
+        Err(e) => {
+            tracing::debug!(topic = %topic.name, partition = key.partition, error = %e, "fetch refused");
             fail(data, KafkaError::from(&e))
         }
     }

@@ -18,7 +18,7 @@ use runnel_protocol::VersionRange;
 use tracing::{debug, error};
 
 use super::{sb, Reply};
-use crate::errors::KafkaError;
+use crate::errors::{is_unreported_storage_failure, KafkaError};
 use crate::state::{now_ms, Broker, TopicState};
 
 pub const VERSIONS: VersionRange = VersionRange::new(0, 11);
@@ -180,7 +180,7 @@ fn append_partition(
         }
         Err(e) => {
             let err = KafkaError::from(&e);
-            if err.code == ResponseError::KafkaStorageError {
+            if is_unreported_storage_failure(&e) {
                 error!(topic = %topic.name, partition = index, error = %e, "append failed");
             } else {
                 debug!(topic = %topic.name, partition = index, error = %e, "append refused");
