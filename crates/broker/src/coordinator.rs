@@ -174,12 +174,12 @@ impl Broker {
                 ),
             ],
         };
-        let config = group_config(self);
         self.coordinators
             .shards
             .get_or_start(self, spec, |partition, rx| {
+                // Only when the shards start, not on every request that finds them started.
+                let config = group_config(self);
                 let broker = self.clone();
-                let config = config.clone();
                 tokio::spawn(async move { run_shard(broker, partition, rx, config).await });
             })
             .await

@@ -87,12 +87,12 @@ impl Broker {
                 ),
             ],
         };
-        let config = txn_config(self);
         self.txn_coordinators
             .shards
             .get_or_start(self, spec, |partition, rx| {
+                // Only when the shards start, not on every request that finds them started.
+                let config = txn_config(self);
                 let broker = self.clone();
-                let config = config.clone();
                 tokio::spawn(async move { run_txn_shard(broker, partition, rx, config).await });
             })
             .await
