@@ -14,10 +14,10 @@
 //! only added when the maximum timestamp grows).
 //!
 //! Index files are not preallocated (there is no mmap here): a file holds exactly the entries
-//! it has. The log keeps only the entry counts and a few summary values in memory; lookups are
-//! binary searches that read entries through [`StorageFile::read_at`], bounded by an entry
-//! count snapshot taken under the log's lock, so a lookup never sees an entry still being
-//! written.
+//! it has. The log keeps only the entry counts and a few summary values in memory; a lookup
+//! reads the index's last [`TAIL_ENTRIES`] entries with one read and binary-searches them, or,
+//! for a target before them, the rest of the file entry by entry, bounded by an entry count
+//! snapshot taken under the log's lock, so a lookup never sees an entry still being written.
 
 use std::io;
 
@@ -130,13 +130,38 @@ pub(crate) fn read_entry<E: Entry>(file: &dyn StorageFile, i: u64) -> io::Result
     Ok(E::decode(buf))
 }
 
-/// The largest entry with key `<= target` among the first `count` entries of `file`.
+/// Entries a lookup reads with one read from the end of the index before it searches entry
+/// by entry. Consumers near the log end look up offsets a little before the last entry (the
+/// last entry itself is taken from memory): a binary search of the whole file cost them
+/// `log2(count)` reads of one entry each, about six index reads per log read in W3's profile
+/// (`docs/performance.md`). Kafka keeps tail lookups on the same pages for the same reason
+/// (the index's "warm section", its last 8 KiB, KAFKA-6432).
+pub(crate) const TAIL_ENTRIES: usize = 512;
+
+/// The largest entry with key `<= target` among the first `count` entries of `file`: one
+/// read of the last [`TAIL_ENTRIES`] entries; only a target before them is searched entry by
+/// entry. At most `log2(count) + 3` reads.
 pub(crate) fn lookup<E: Entry>(
     file: &dyn StorageFile,
     count: u64,
     target: i64,
 ) -> io::Result<Option<E>> {
-    floor_search(count, target, |i| read_entry::<E>(file, i))
+    let tail_count = count.min(TAIL_ENTRIES as u64);
+    if tail_count == 0 {
+        return Ok(None);
+    }
+    let tail_start = count - tail_count;
+    // The largest entry is 12 bytes: 6 KiB on the stack.
+    let mut buf = [0u8; TAIL_ENTRIES * TIME_ENTRY_BYTES];
+    let tail = &mut buf[..tail_count as usize * E::BYTES];
+    file.read_exact_at(tail, tail_start * E::BYTES as u64)?;
+    let tail = &*tail;
+    let entry = |i: u64| E::decode(&tail[i as usize * E::BYTES..(i as usize + 1) * E::BYTES]);
+    if tail_start > 0 && entry(0).key() > target {
+        // Before the tail: the answer is among the entries before it (or there is none).
+        return floor_search(tail_start, target, |i| read_entry::<E>(file, i));
+    }
+    floor_search(tail_count, target, |i| Ok(entry(i)))
 }
 
 /// True if `len_bytes` is a whole number of `entry_bytes`-sized entries.
@@ -509,6 +534,77 @@ mod tests {
         let last = state.final_time_entry(0).unwrap();
         assert_eq!((last.timestamp_ms, last.relative_offset), (1_050, 5));
         assert_eq!(state.final_time_entry(0), None);
+    }
+
+    /// A file that counts its reads.
+    #[derive(Debug)]
+    struct CountingFile {
+        inner: Box<dyn StorageFile>,
+        reads: std::sync::atomic::AtomicU64,
+    }
+
+    impl StorageFile for CountingFile {
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.read_at(buf, pos)
+        }
+        fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
+            self.inner.write_at(buf, pos)
+        }
+        fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+            self.inner.set_len(len_bytes)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.inner.sync_data()
+        }
+    }
+
+    #[test]
+    fn given_large_index_when_looking_up_should_agree_with_a_search_of_every_entry_and_read_the_tail_once(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CountingFile {
+            inner: FsStorage::new()
+                .open(&dir.path().join("0.index"), OpenMode::CreateOrOpen)
+                .unwrap(),
+            reads: Default::default(),
+        };
+        // Keys 10, 20, ..., one entry more than two tails.
+        let entries: Vec<OffsetEntry> = (1..=(2 * TAIL_ENTRIES as u32 + 1))
+            .map(|i| OffsetEntry {
+                relative_offset: i * 10,
+                position: i * 100,
+            })
+            .collect();
+        rewrite_file(&file, &entries).unwrap();
+        let total = entries.len() as u64;
+        for count in [0, 1, 2, TAIL_ENTRIES as u64, TAIL_ENTRIES as u64 + 1, total] {
+            let visible = &entries[..count as usize];
+            let max_key = visible.last().map_or(0, |e| e.key());
+            for target in (-5..max_key + 25).step_by(5) {
+                let reads_before = file.reads.load(std::sync::atomic::Ordering::Relaxed);
+                let found = lookup::<OffsetEntry>(&file, count, target).unwrap();
+                let reads = file.reads.load(std::sync::atomic::Ordering::Relaxed) - reads_before;
+                let expected = visible.iter().rev().find(|e| e.key() <= target).copied();
+                assert_eq!(found, expected, "count {count}, target {target}");
+                let tail_start = count.saturating_sub(TAIL_ENTRIES as u64);
+                if count > 0 && target >= visible[tail_start as usize].key() {
+                    assert_eq!(
+                        reads, 1,
+                        "a tail lookup reads once: count {count}, target {target}"
+                    );
+                } else {
+                    assert!(
+                        reads <= 64 - count.leading_zeros() as u64 + 3,
+                        "{reads} reads: count {count}, target {target}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
