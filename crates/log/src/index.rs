@@ -133,8 +133,8 @@ pub(crate) fn read_entry<E: Entry>(file: &dyn StorageFile, i: u64) -> io::Result
 /// Entries a lookup reads with one read from the end of the index before it searches entry
 /// by entry. Consumers near the log end look up offsets a little before the last entry (the
 /// last entry itself is taken from memory): a binary search of the whole file cost them
-/// `log2(count)` reads of one entry each, about six index reads per log read in W3's profile
-/// (`docs/performance.md`). Kafka keeps tail lookups on the same pages for the same reason
+/// `log2(count)` reads of one entry each, six index reads per log read in a W3 run slowed by
+/// tracing, in which consumers lagged (`docs/performance.md`). Kafka keeps tail lookups on the same pages for the same reason
 /// (the index's "warm section", its last 8 KiB, KAFKA-6432).
 pub(crate) const TAIL_ENTRIES: usize = 512;
 
