@@ -136,7 +136,7 @@ pub(crate) fn read_entry<E: Entry>(file: &dyn StorageFile, i: u64) -> io::Result
 /// `log2(count)` reads of one entry each, six index reads per log read in a W3 run slowed by
 /// tracing, in which consumers lagged (`docs/performance.md`). Kafka keeps tail lookups on the same pages for the same reason
 /// (the index's "warm section", its last 8 KiB, KAFKA-6432).
-pub(crate) const TAIL_ENTRIES: usize = 512;
+const TAIL_ENTRIES: usize = 512;
 
 /// The largest entry with key `<= target` among the first `count` entries of `file`: one
 /// read of the last [`TAIL_ENTRIES`] entries; only a target before them is searched entry by

@@ -158,12 +158,12 @@ fn read_partition(
             }
         }
         Err(e @ LogError::OffsetOutOfRange { .. }) => fail(data, KafkaError::from(&e)),
-        Err(e) if is_unreported_storage_failure(&e) => {
-            tracing::error!(topic = %topic.name, partition = key.partition, error = %e, "fetch read failed");
-            fail(data, KafkaError::from(&e))
-        }
         Err(e) => {
-            tracing::debug!(topic = %topic.name, partition = key.partition, error = %e, "fetch refused");
+            if is_unreported_storage_failure(&e) {
+                tracing::error!(topic = %topic.name, partition = key.partition, error = %e, "fetch read failed");
+            } else {
+                tracing::debug!(topic = %topic.name, partition = key.partition, error = %e, "fetch refused");
+            }
             fail(data, KafkaError::from(&e))
         }
     }
