@@ -99,7 +99,7 @@ use tracing::{debug, info};
 
 use crate::checkpoint::{self, CleanerCheckpoint, HORIZON_RANGES_MAX};
 use crate::error::LogError;
-use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::index::{self, IndexFile, IndexLimits, IndexState, OffsetEntry, TimeEntry};
 use crate::partition_log::{fail, step_error, Inner, PartitionLog, CLEANER_CHECKPOINT_FILE};
 use crate::producer_state::increment_sequence;
 use crate::segment::{
@@ -1007,8 +1007,16 @@ impl PartitionLog {
         }
         let files = Arc::new(SegmentFiles {
             log,
-            offset_index,
-            time_index,
+            // Named by their final paths: these handles stay open (a cleaned segment is
+            // never sealed), so the `.cleaned` names they were opened by never matter.
+            offset_index: IndexFile::open(
+                segment::segment_path(&self.dir, base_offset, OFFSET_INDEX_SUFFIX),
+                offset_index,
+            ),
+            time_index: IndexFile::open(
+                segment::segment_path(&self.dir, base_offset, TIME_INDEX_SUFFIX),
+                time_index,
+            ),
             log_path: segment::segment_path(&self.dir, base_offset, LOG_SUFFIX),
         });
         Ok((files, size_bytes, next_offset, index_state))
@@ -1048,6 +1056,17 @@ impl PartitionLog {
         }
         if let Err(e) = self.check_abort() {
             return Err(abandon(e));
+        }
+        // Readers may still hold the segments being replaced; the cleaned segment takes the
+        // first one's names, so their closed indexes must be opened before any rename
+        // (`IndexFile`), or a later reader of the old segment would open the new index.
+        for planned in group {
+            let files = &planned.snapshot.files;
+            for index in [&files.offset_index, &files.time_index] {
+                if let Err(e) = index.pin(&*self.storage) {
+                    return Err(abandon(LogError::io("open", &files.log_path, e)));
+                }
+            }
         }
         for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             if let Err(e) = self

@@ -20,8 +20,10 @@
 //! snapshot taken under the log's lock, so a lookup never sees an entry still being written.
 
 use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::storage::StorageFile;
+use crate::storage::{OpenMode, Storage, StorageFile};
 
 /// Size of one offset index entry.
 pub(crate) const OFFSET_ENTRY_BYTES: usize = 8;
@@ -297,6 +299,123 @@ pub(crate) fn append_entries<E: Entry>(
         return Ok(());
     }
     file.write_all_at(&encode_entries(entries), existing * E::BYTES as u64)
+}
+
+/// A segment's index file, opened when first used.
+///
+/// Most idle partitions have one segment below `index.interval.bytes`, whose indexes are
+/// empty; keeping every index open cost two of the three open files per partition, so 10,000
+/// partitions did not fit in a 20,000-file limit (`docs/performance.md`, W4 at rest). The
+/// file exists from the segment's creation, as in Kafka; only the handle waits (Kafka's
+/// `LazyIndex` defers its index files the same way). A segment's indexes are closed again
+/// once it is loaded and once it is sealed: reads at the tail take the last offset entry from
+/// memory, and a reader further back reopens them.
+///
+/// Invariants:
+/// - closed means nothing was written through this index since it was last made durable (or
+///   emptied at creation): [`IndexFile::sync_data`] of a closed index has nothing to do, and
+///   [`IndexFile::truncate`] nothing to undo;
+/// - a closed index is opened by `path`. Every segment in the log has its files under their
+///   own names; before a segment's files are renamed (deleted or replaced by a cleaned
+///   segment of the same base offset), [`IndexFile::pin`] opens them, so that no later
+///   reader of that segment opens a file that is no longer its own.
+#[derive(Debug)]
+pub(crate) struct IndexFile {
+    path: PathBuf,
+    /// Locked only to take or set the handle, never across other I/O than the open.
+    file: Mutex<Option<Arc<dyn StorageFile>>>,
+}
+
+impl IndexFile {
+    /// An index whose handle is already open.
+    pub(crate) fn open(path: PathBuf, file: Box<dyn StorageFile>) -> Self {
+        IndexFile {
+            path,
+            file: Mutex::new(Some(Arc::from(file))),
+        }
+    }
+
+    /// An index whose file exists at `path` and is not open.
+    pub(crate) fn closed(path: PathBuf) -> Self {
+        IndexFile {
+            path,
+            file: Mutex::new(None),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Arc<dyn StorageFile>>> {
+        // The slot holds a handle or nothing; a panic elsewhere cannot leave it half set.
+        self.file.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The handle, opening the file if it is closed.
+    pub(crate) fn handle(&self, storage: &dyn Storage) -> io::Result<Arc<dyn StorageFile>> {
+        let mut slot = self.slot();
+        if let Some(file) = &*slot {
+            return Ok(Arc::clone(file));
+        }
+        let file: Arc<dyn StorageFile> = Arc::from(storage.open(&self.path, OpenMode::ReadWrite)?);
+        *slot = Some(Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// Opens the file if it is closed, before its name changes (see the invariants).
+    pub(crate) fn pin(&self, storage: &dyn Storage) -> io::Result<()> {
+        self.handle(storage).map(drop)
+    }
+
+    /// Closes the handle (readers that hold it finish with it). Only once the file is
+    /// durable: after a segment is sealed (its indexes fsynced), or loaded (a segment that was
+    /// active at an unclean shutdown is scanned and its indexes rewritten and fsynced; every
+    /// other one was sealed).
+    pub(crate) fn close(&self) {
+        self.slot().take();
+    }
+
+    /// [`lookup`] among the first `count` entries; no entries need no file.
+    pub(crate) fn lookup<E: Entry>(
+        &self,
+        storage: &dyn Storage,
+        count: u64,
+        target: i64,
+    ) -> io::Result<Option<E>> {
+        if count == 0 {
+            return Ok(None);
+        }
+        lookup(&*self.handle(storage)?, count, target)
+    }
+
+    /// [`append_entries`], opening the file if it is closed. Appending nothing opens nothing.
+    pub(crate) fn append<E: Entry>(
+        &self,
+        storage: &dyn Storage,
+        existing: u64,
+        entries: &[E],
+    ) -> io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        append_entries(&*self.handle(storage)?, existing, entries)
+    }
+
+    /// Truncates the file to its first `entries` entries of `entry_bytes`, undoing a failed
+    /// append. A closed index had nothing appended since it was last durable.
+    pub(crate) fn truncate(&self, entries: u64, entry_bytes: usize) -> io::Result<()> {
+        let file = self.slot().clone();
+        match file {
+            Some(file) => file.set_len(entries * entry_bytes as u64),
+            None => Ok(()),
+        }
+    }
+
+    /// [`StorageFile::sync_data`] of an open index; a closed one has nothing unsynced.
+    pub(crate) fn sync_data(&self) -> io::Result<()> {
+        let file = self.slot().clone();
+        match file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Limits the indexing rule works within.
@@ -641,5 +760,68 @@ mod tests {
                 .entries,
             3
         );
+    }
+
+    /// The hazard `IndexFile::pin` exists for: a cleaned segment takes the names of the first
+    /// segment it replaces, so a closed index of the replaced segment, opened by name after
+    /// the swap, would be the new segment's.
+    #[test]
+    fn given_pinned_index_when_its_file_is_renamed_and_replaced_should_keep_reading_its_own_entries(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new();
+        let path = dir.path().join("0.index");
+        let write = |entries: &[OffsetEntry]| {
+            let f = storage.open(&path, OpenMode::CreateOrOpen).unwrap();
+            rewrite_file(&*f, entries).unwrap();
+        };
+        let old = offsets(&[(10, 100), (20, 200)]);
+        let new = offsets(&[(10, 50), (20, 90)]);
+        for pinned in [true, false] {
+            write(&old);
+            let index = IndexFile::closed(path.clone());
+            if pinned {
+                index.pin(&storage).unwrap();
+            }
+            storage
+                .rename(&path, &dir.path().join("0.index.deleted"))
+                .unwrap();
+            write(&new);
+            let found = index.lookup::<OffsetEntry>(&storage, 2, 15).unwrap();
+            let expected = if pinned { old[0] } else { new[0] };
+            assert_eq!(found, Some(expected), "pinned: {pinned}");
+        }
+    }
+
+    #[test]
+    fn given_closed_index_should_open_on_first_use_and_again_after_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new();
+        let path = dir.path().join("0.timeindex");
+        drop(storage.open(&path, OpenMode::CreateNew).unwrap());
+        let index = IndexFile::closed(path.clone());
+        // Nothing to look up, sync or undo: no file needed.
+        assert_eq!(index.lookup::<TimeEntry>(&storage, 0, 5).unwrap(), None);
+        index.sync_data().unwrap();
+        index.truncate(0, TIME_ENTRY_BYTES).unwrap();
+        assert!(index.slot().is_none());
+        // An append opens it; appending nothing does not.
+        index.append::<TimeEntry>(&storage, 0, &[]).unwrap();
+        assert!(index.slot().is_none());
+        let entry = TimeEntry {
+            timestamp_ms: 7,
+            relative_offset: 3,
+        };
+        index.append(&storage, 0, &[entry]).unwrap();
+        assert!(index.slot().is_some());
+        index.sync_data().unwrap();
+        index.close();
+        assert!(index.slot().is_none());
+        // A lookup reopens it and finds what was appended.
+        assert_eq!(
+            index.lookup::<TimeEntry>(&storage, 1, 9).unwrap(),
+            Some(entry)
+        );
+        assert!(index.slot().is_some());
     }
 }

@@ -401,14 +401,22 @@ impl PartitionLog {
                     "a deleted segment lies below the log start offset"
                 );
                 inner.size_bytes -= segment.size_bytes;
-                removed.push((base, segment.size_bytes));
+                removed.push((base, segment.size_bytes, segment.files));
             }
             removed
         };
-        let deleted_bytes = removed.iter().map(|&(_, size)| size).sum();
+        let deleted_bytes = removed.iter().map(|&(_, size, _)| size).sum();
         let mut renamed = Vec::new();
         let mut failure = None;
-        for &(base, _) in &removed {
+        for (base, _, files) in &removed {
+            let base = *base;
+            // Readers may still hold this segment: its closed indexes must not be looked for
+            // under names that are about to change (`IndexFile`).
+            for index in [&files.offset_index, &files.time_index] {
+                if let Err(e) = index.pin(&*self.storage) {
+                    warn!(segment = %files.log_path.display(), error = %e, "could not open a deleted segment's index before renaming it");
+                }
+            }
             for suffix in SEGMENT_SUFFIXES {
                 let from = segment::segment_path(&self.dir, base, suffix);
                 let to = segment::temp_path(&self.dir, base, suffix, DELETED_SUFFIX);

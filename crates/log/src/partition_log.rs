@@ -77,7 +77,7 @@ use crate::checkpoint::{self, CleanerCheckpoint, StepError};
 use crate::config::{LogConfig, TimestampType};
 use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
-use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::index::{self, IndexFile, IndexLimits, IndexState, OffsetEntry, TimeEntry};
 use crate::lifecycle::PendingDeletes;
 use crate::producer_state::{
     snapshot_file_name, BatchProducer, Plan, ProducerSnapshotView, ProducerStates,
@@ -664,6 +664,16 @@ impl PartitionLog {
                     .min(last_offset + 1),
             })
             .collect();
+        // A closed index is opened before anything is written (`IndexFile`): if it cannot be
+        // (no file handles left), the append is refused with nothing to undo.
+        let open_index = |index: &IndexFile, needed: bool, extension: &str| {
+            needed
+                .then(|| index.handle(&*self.storage))
+                .transpose()
+                .map_err(|e| LogError::io("open", files.log_path.with_extension(extension), e))
+        };
+        let offset_index = open_index(&files.offset_index, !offset_entries.is_empty(), "index")?;
+        let time_index = open_index(&files.time_index, !time_entries.is_empty(), "timeindex")?;
         if let Err(e) = inner
             .aborted
             .append(&*self.storage, &self.dir, &new_aborted)
@@ -684,17 +694,17 @@ impl PartitionLog {
         // and only appends (serialized by `append_lock`) write there or roll the segment.
         let written = write_record_set(&*files.log, &records, &stamped, &heads, write_position)
             .map_err(|e| ("write", files.log_path.clone(), e))
-            .and_then(|()| {
-                index::append_entries(
-                    &*files.offset_index,
-                    committed_offset_entries,
-                    &offset_entries,
-                )
-                .map_err(|e| ("write", files.log_path.with_extension("index"), e))
+            .and_then(|()| match &offset_index {
+                Some(file) => {
+                    index::append_entries(&**file, committed_offset_entries, &offset_entries)
+                        .map_err(|e| ("write", files.log_path.with_extension("index"), e))
+                }
+                None => Ok(()),
             })
-            .and_then(|()| {
-                index::append_entries(&*files.time_index, committed_time_entries, &time_entries)
-                    .map_err(|e| ("write", files.log_path.with_extension("timeindex"), e))
+            .and_then(|()| match &time_index {
+                Some(file) => index::append_entries(&**file, committed_time_entries, &time_entries)
+                    .map_err(|e| ("write", files.log_path.with_extension("timeindex"), e)),
+                None => Ok(()),
             });
 
         if written.is_ok() {
@@ -1092,9 +1102,10 @@ impl PartitionLog {
             }
         };
         let files = &snapshot.files;
-        let time_entry =
-            index::lookup::<TimeEntry>(&*files.time_index, snapshot.time_entries, timestamp_ms)
-                .map_err(|e| LogError::io("read", files.log_path.with_extension("timeindex"), e))?;
+        let time_entry = files
+            .time_index
+            .lookup::<TimeEntry>(&*self.storage, snapshot.time_entries, timestamp_ms)
+            .map_err(|e| LogError::io("read", files.log_path.with_extension("timeindex"), e))?;
         let target_offset =
             snapshot.base_offset + time_entry.map_or(0, |e| i64::from(e.relative_offset));
         let (mut position, mut check_offset) = self.position_for(&snapshot, target_offset)?;
@@ -1448,7 +1459,7 @@ impl PartitionLog {
                 .expect("a log always has an active segment");
             assert!(active.size_bytes > 0, "never roll an empty segment");
             assert_eq!(active.next_offset, new_base_offset);
-            seal_segment(active)
+            seal_segment(&*self.storage, active)
         };
         if let Err((op, path, e)) = sealed {
             fail(
@@ -1513,12 +1524,12 @@ impl PartitionLog {
             .and_then(|()| {
                 files
                     .offset_index
-                    .set_len(active.index.offset_entries * index::OFFSET_ENTRY_BYTES as u64)
+                    .truncate(active.index.offset_entries, index::OFFSET_ENTRY_BYTES)
             })
             .and_then(|()| {
                 files
                     .time_index
-                    .set_len(active.index.time_entries * index::TIME_ENTRY_BYTES as u64)
+                    .truncate(active.index.time_entries, index::TIME_ENTRY_BYTES)
             });
         match undo {
             Ok(()) if is_no_space(&error) => {
@@ -1620,7 +1631,8 @@ impl PartitionLog {
     fn seal(&self, inner: &mut Inner) -> Result<(), LogError> {
         let log_start_offset = inner.log_start_offset;
         let epochs = inner.epochs.encode();
-        seal_segment(inner.active_mut()).map_err(|(op, path, e)| LogError::io(op, path, e))?;
+        seal_segment(&*self.storage, inner.active_mut())
+            .map_err(|(op, path, e)| LogError::io(op, path, e))?;
         inner.flushed_offset = inner.log_end_offset;
         inner.oldest_unflushed_append_ms = None;
         checkpoint::write_atomic(
@@ -1666,14 +1678,13 @@ impl PartitionLog {
         // entry: take it from memory. The reader checks the batch it names either way.
         let entry = match snapshot.last_offset_entry {
             Some(last) if relative >= i64::from(last.relative_offset) => Some(last),
-            _ => index::lookup::<OffsetEntry>(
-                &*snapshot.files.offset_index,
-                snapshot.offset_entries,
-                relative,
-            )
-            .map_err(|e| {
-                LogError::io("read", snapshot.files.log_path.with_extension("index"), e)
-            })?,
+            _ => snapshot
+                .files
+                .offset_index
+                .lookup::<OffsetEntry>(&*self.storage, snapshot.offset_entries, relative)
+                .map_err(|e| {
+                    LogError::io("read", snapshot.files.log_path.with_extension("index"), e)
+                })?,
         };
         match entry {
             None => Ok((0, None)),
@@ -1814,15 +1825,17 @@ pub(crate) fn step_error(e: StepError) -> LogError {
 
 pub(crate) type IoStep = (&'static str, PathBuf, std::io::Error);
 
-/// Appends the final time index entry of a segment that stops being active, and fsyncs its
-/// three files.
-pub(crate) fn seal_segment(segment: &mut Segment) -> Result<(), IoStep> {
+/// Appends the final time index entry of a segment that stops being active, fsyncs its
+/// three files and closes its indexes.
+pub(crate) fn seal_segment(storage: &dyn Storage, segment: &mut Segment) -> Result<(), IoStep> {
     let files = Arc::clone(&segment.files);
     let index_path = files.log_path.with_extension("index");
     let time_path = files.log_path.with_extension("timeindex");
     let mut state = segment.index;
     if let Some(entry) = state.final_time_entry(segment.base_offset) {
-        index::append_entries(&*files.time_index, segment.index.time_entries, &[entry])
+        files
+            .time_index
+            .append(storage, segment.index.time_entries, &[entry])
             .map_err(|e| ("write", time_path.clone(), e))?;
         segment.index = state;
     }
@@ -1838,6 +1851,9 @@ pub(crate) fn seal_segment(segment: &mut Segment) -> Result<(), IoStep> {
         .time_index
         .sync_data()
         .map_err(|e| ("fsync", time_path, e))?;
+    // Durable now: a sealed segment keeps only its `.log` open until a reader needs an index.
+    files.offset_index.close();
+    files.time_index.close();
     Ok(())
 }
 
@@ -2065,18 +2081,25 @@ pub(crate) fn create_segment_files(
     let log = storage
         .open(&log_path, OpenMode::CreateNew)
         .map_err(|e| ("create", log_path.clone(), e))?;
-    let offset_index = storage
-        .open(&index_path, OpenMode::CreateOrOpen)
-        .and_then(|f| f.set_len(0).map(|()| f))
-        .map_err(|e| ("create", index_path, e))?;
-    let time_index = storage
-        .open(&time_path, OpenMode::CreateOrOpen)
-        .and_then(|f| f.set_len(0).map(|()| f))
-        .map_err(|e| ("create", time_path, e))?;
+    // The index files are created empty and left closed until they get an entry
+    // (`IndexFile`). A leftover file of that name (from a crash between a creation and its
+    // directory's fsync) is emptied durably here, since no seal will fsync a closed index.
+    for path in [&index_path, &time_path] {
+        storage
+            .open(path, OpenMode::CreateOrOpen)
+            .and_then(|f| {
+                if f.len()? > 0 {
+                    f.set_len(0)?;
+                    f.sync_data()?;
+                }
+                Ok(())
+            })
+            .map_err(|e| ("create", path.clone(), e))?;
+    }
     Ok(Arc::new(SegmentFiles {
         log,
-        offset_index,
-        time_index,
+        offset_index: IndexFile::closed(index_path),
+        time_index: IndexFile::closed(time_path),
         log_path,
     }))
 }

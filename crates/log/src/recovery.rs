@@ -33,7 +33,7 @@ use crate::checkpoint::CleanerCheckpoint;
 use crate::checkpoint::{self, TMP_SUFFIX};
 use crate::epoch::LeaderEpochCache;
 use crate::error::LogError;
-use crate::index::{self, IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::index::{self, IndexFile, IndexLimits, IndexState, OffsetEntry, TimeEntry};
 use crate::partition_log::{
     create_segment_files, empty_segment, CLEANER_CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE,
     LEADER_EPOCH_CHECKPOINT_FILE, LOG_START_OFFSET_CHECKPOINT_FILE,
@@ -461,8 +461,11 @@ fn load_segment(
     };
     let files = Arc::new(SegmentFiles {
         log: open(&log_path, OpenMode::ReadWrite)?,
-        offset_index: open(&index_path, OpenMode::CreateOrOpen)?,
-        time_index: open(&time_path, OpenMode::CreateOrOpen)?,
+        offset_index: IndexFile::open(
+            index_path.clone(),
+            open(&index_path, OpenMode::CreateOrOpen)?,
+        ),
+        time_index: IndexFile::open(time_path.clone(), open(&time_path, OpenMode::CreateOrOpen)?),
         log_path: log_path.clone(),
     });
     let log_len_bytes = files
@@ -473,10 +476,17 @@ fn load_segment(
     let checked = if let Some(reason) = scan_reason {
         Err(reason.to_string())
     } else {
-        check_without_scan(&files, base_offset, log_len_bytes, next_base_offset)?
+        check_without_scan(
+            storage,
+            &files,
+            base_offset,
+            log_len_bytes,
+            next_base_offset,
+        )?
     };
     let reason = match checked {
         Ok((next_offset, index_state)) => {
+            close_indexes(&files);
             let segment = Segment {
                 base_offset,
                 files,
@@ -517,14 +527,23 @@ fn load_segment(
         // Not the active segment: record its final maximum, as a roll would have.
         time_entries.extend(index_state.final_time_entry(base_offset));
     }
-    index::rewrite_file(&*files.offset_index, &outcome.offset_entries)
+    // Both indexes are open while the segment is loaded (`close_empty_indexes` comes last).
+    let offset_file = files
+        .offset_index
+        .handle(storage)
+        .map_err(|e| LogError::io("open", &index_path, e))?;
+    let time_file = files
+        .time_index
+        .handle(storage)
+        .map_err(|e| LogError::io("open", &time_path, e))?;
+    index::rewrite_file(&*offset_file, &outcome.offset_entries)
         .map_err(|e| LogError::io("write", &index_path, e))?;
-    index::rewrite_file(&*files.time_index, &time_entries)
+    index::rewrite_file(&*time_file, &time_entries)
         .map_err(|e| LogError::io("write", &time_path, e))?;
     for (file, path) in [
-        (&files.log, &log_path),
-        (&files.offset_index, &index_path),
-        (&files.time_index, &time_path),
+        (&*files.log, &log_path),
+        (&*offset_file, &index_path),
+        (&*time_file, &time_path),
     ] {
         file.sync_data()
             .map_err(|e| LogError::io("fsync", path, e))?;
@@ -534,6 +553,7 @@ fn load_segment(
         outcome.offset_entries.len() as u64
     );
     assert_eq!(index_state.time_entries, time_entries.len() as u64);
+    close_indexes(&files);
     let segment = Segment {
         base_offset,
         files,
@@ -546,12 +566,20 @@ fn load_segment(
     Ok((segment, outcome.epoch_starts))
 }
 
+/// Closes the index files of a loaded segment, checked or rebuilt (see [`IndexFile`]): a
+/// segment keeps only its `.log` open until a reader or an append needs an index.
+fn close_indexes(files: &SegmentFiles) {
+    files.offset_index.close();
+    files.time_index.close();
+}
+
 /// The cheap checks of a segment at open: both index files well-formed and within the `.log`,
 /// the batches after the last offset index entry parse up to the end of the file with
 /// contiguous offsets, and the segment ends where the next one starts. Returns the next offset
 /// and the index state, or why the segment must be scanned.
 #[allow(clippy::type_complexity)]
 fn check_without_scan(
+    storage: &dyn Storage,
     files: &SegmentFiles,
     base_offset: i64,
     log_len_bytes: u64,
@@ -559,13 +587,19 @@ fn check_without_scan(
 ) -> Result<Result<(i64, IndexState), String>, LogError> {
     let index_path = files.log_path.with_extension("index");
     let time_path = files.log_path.with_extension("timeindex");
-    let offsets = match index::validate_file::<OffsetEntry>(&*files.offset_index, log_len_bytes)
+    let offsets = match files
+        .offset_index
+        .handle(storage)
+        .and_then(|f| index::validate_file::<OffsetEntry>(&*f, log_len_bytes))
         .map_err(|e| LogError::io("read", &index_path, e))?
     {
         Ok(summary) => summary,
         Err(reason) => return Ok(Err(format!("offset index damaged: {reason}"))),
     };
-    let times = match index::validate_file::<TimeEntry>(&*files.time_index, log_len_bytes)
+    let times = match files
+        .time_index
+        .handle(storage)
+        .and_then(|f| index::validate_file::<TimeEntry>(&*f, log_len_bytes))
         .map_err(|e| LogError::io("read", &time_path, e))?
     {
         Ok(summary) => summary,
@@ -702,7 +736,7 @@ pub(crate) fn load_producer_state(
         Some((offset, states)) => (offset.max(first_base_offset), states),
         None => (first_base_offset, ProducerStates::default()),
     };
-    let replayed = replay_batches(&mut states, segments, from_offset, now_ms)?;
+    let replayed = replay_batches(storage, &mut states, segments, from_offset, now_ms)?;
     states.remove_before(log_start_offset);
     info!(
         dir = %dir.display(),
@@ -720,6 +754,7 @@ pub(crate) fn load_producer_state(
 /// recovered, so the walk should not fail; if a header does not parse, the rest of that
 /// segment is skipped (logged) and its producers' state may be incomplete.
 fn replay_batches(
+    storage: &dyn Storage,
     states: &mut ProducerStates,
     segments: &BTreeMap<i64, Segment>,
     from_offset: i64,
@@ -735,12 +770,14 @@ fn replay_batches(
         // The offset the index entry giving `position` names, until the header there is read.
         let mut named: Option<i64> = None;
         if segment.base_offset < from_offset {
-            let entry = index::lookup::<OffsetEntry>(
-                &*files.offset_index,
-                segment.index.offset_entries,
-                from_offset - segment.base_offset,
-            )
-            .map_err(|e| LogError::io("read", files.log_path.with_extension("index"), e))?;
+            let entry = files
+                .offset_index
+                .lookup::<OffsetEntry>(
+                    storage,
+                    segment.index.offset_entries,
+                    from_offset - segment.base_offset,
+                )
+                .map_err(|e| LogError::io("read", files.log_path.with_extension("index"), e))?;
             if let Some(e) = entry {
                 position = u64::from(e.position);
                 named = Some(segment.base_offset + i64::from(e.relative_offset));

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use crate::checkpoint;
-use crate::index::{self, TimeEntry};
+use crate::index::{self, IndexFile, TimeEntry};
 use crate::partition_log::{fail, PartitionLog, State};
 use crate::segment::{self, SegmentFiles, SegmentSnapshot};
 use crate::storage::{is_no_space, OpenMode};
@@ -178,10 +178,17 @@ impl PartitionLog {
                 .open(&path, OpenMode::ReadWrite)
                 .map_err(|e| format!("open {}: {e}", path.display()))
         };
+        let path = |suffix: &str| segment::segment_path(&self.dir, base_offset, suffix);
         Ok(SegmentFiles {
             log: open(segment::LOG_SUFFIX)?,
-            offset_index: open(segment::OFFSET_INDEX_SUFFIX)?,
-            time_index: open(segment::TIME_INDEX_SUFFIX)?,
+            offset_index: IndexFile::open(
+                path(segment::OFFSET_INDEX_SUFFIX),
+                open(segment::OFFSET_INDEX_SUFFIX)?,
+            ),
+            time_index: IndexFile::open(
+                path(segment::TIME_INDEX_SUFFIX),
+                open(segment::TIME_INDEX_SUFFIX)?,
+            ),
             log_path: segment::segment_path(&self.dir, base_offset, segment::LOG_SUFFIX),
         })
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use runnel_model::batch::{BatchError, BatchView, BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES};
 
-use crate::index::{IndexLimits, IndexState, OffsetEntry, TimeEntry};
+use crate::index::{IndexFile, IndexLimits, IndexState, OffsetEntry, TimeEntry};
 use crate::producer_state::BatchProducer;
 use crate::storage::StorageFile;
 
@@ -79,12 +79,13 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(i64, SegmentFileKind)> {
 }
 
 /// The open files of a segment. Shared (`Arc`) between the writer and readers; all I/O is
-/// positional, so readers need no lock once they hold it.
+/// positional, so readers need no lock once they hold it. An index file without entries may
+/// be closed ([`IndexFile`]): the `.log` is the one file every segment keeps open.
 #[derive(Debug)]
 pub(crate) struct SegmentFiles {
     pub log: Box<dyn StorageFile>,
-    pub offset_index: Box<dyn StorageFile>,
-    pub time_index: Box<dyn StorageFile>,
+    pub offset_index: IndexFile,
+    pub time_index: IndexFile,
     pub log_path: PathBuf,
 }
 
