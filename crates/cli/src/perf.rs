@@ -588,6 +588,83 @@ fn send<C: ProducerContext>(
     }
 }
 
+/// A topic handle that hands values to librdkafka without copying them (`rd_kafka_produce`
+/// with no message flags: the client keeps a pointer to the value until the record's delivery
+/// report). `BaseProducer::send` always asks for a copy; in W1's profile of the load generator
+/// that copy and the `malloc`/`free` of a message with its 1 KiB value inline were about a
+/// sixth of its CPU, which the broker shares (docs/performance.md).
+///
+/// Safety contract of [`RawTopic::send`]: every value must stay valid and unchanged until the
+/// producer has been flushed or dropped; `produce` keeps them in a pool created before the
+/// producer (so dropped after it) and never changed.
+struct RawTopic {
+    handle: *mut rdkafka::bindings::rd_kafka_topic_t,
+}
+
+/// librdkafka's `RD_KAFKA_PARTITION_UA` (a C macro, not in the bindings): let the
+/// partitioner choose.
+const PARTITION_UNASSIGNED: i32 = -1;
+
+impl RawTopic {
+    fn new<C: ProducerContext>(producer: &BaseProducer<C>, topic: &str) -> CliResult<RawTopic> {
+        let name = std::ffi::CString::new(topic)
+            .map_err(|_| CliError::usage("topic names cannot contain NUL"))?;
+        // SAFETY: the client pointer is valid while `producer` lives; the topic handle is
+        // destroyed (Drop) before the producer, which `produce` declares first.
+        let handle = unsafe {
+            rdkafka::bindings::rd_kafka_topic_new(
+                producer.client().native_ptr(),
+                name.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        if handle.is_null() {
+            return Err(CliError::new(format!(
+                "cannot produce to topic '{topic}': no topic handle"
+            )));
+        }
+        Ok(RawTopic { handle })
+    }
+
+    /// Queues `value` for `partition` (`None`: the partitioner chooses) with `opaque` as the
+    /// delivery opaque (`Stats`' is a `usize`, the send time). See the type's safety contract.
+    fn send(
+        &self,
+        partition: Option<i32>,
+        value: &[u8],
+        opaque: usize,
+    ) -> Result<(), RDKafkaErrorCode> {
+        // SAFETY: the handle is valid; flags 0 means neither copy nor free, and the caller
+        // keeps `value` alive until delivery (the contract above); `opaque` is an integer
+        // carried as a pointer, as rdkafka's own `IntoOpaque for usize` does.
+        let rc = unsafe {
+            rdkafka::bindings::rd_kafka_produce(
+                self.handle,
+                partition.unwrap_or(PARTITION_UNASSIGNED),
+                0,
+                value.as_ptr() as *mut std::ffi::c_void,
+                value.len(),
+                std::ptr::null(),
+                0,
+                opaque as *mut std::ffi::c_void,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            // SAFETY: reads this thread's last librdkafka error, set by the call above.
+            Err(unsafe { rdkafka::bindings::rd_kafka_last_error() }.into())
+        }
+    }
+}
+
+impl Drop for RawTopic {
+    fn drop(&mut self) {
+        // SAFETY: created by `rd_kafka_topic_new`, destroyed once.
+        unsafe { rdkafka::bindings::rd_kafka_topic_destroy(self.handle) };
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn produce(
     conn: &ConnArgs,
@@ -606,13 +683,16 @@ fn produce(
         ));
     }
     create_topic(conn, topic, partitions)?;
+    // Declared before the producer, so dropped after it: librdkafka points into it until
+    // each record is delivered (`RawTopic`).
+    let values = Values::new(load.payload, record_size);
     let producer = perf_producer(conn, tuning, load)?;
+    let raw_topic = RawTopic::new(&producer, topic)?;
     let round_robin = if load.round_robin {
         Some(partition_count(conn, producer.client(), topic, partitions)?)
     } else {
         None
     };
-    let values = Values::new(load.payload, record_size);
     let stop = stop_flag();
     let mut progress = Progress::new();
     let ctx = producer.context().clone();
@@ -636,12 +716,20 @@ fn produce(
             }
         }
         let sent_us = start.elapsed().as_micros() as usize;
-        let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(topic, sent_us).payload(values.get(sent));
-        if let Some(n) = round_robin {
-            record = record.partition((sent % n as u64) as i32);
+        let partition = round_robin.map(|n| (sent % n as u64) as i32);
+        // Bounded: each full queue waits for 5 ms of delivery reports.
+        loop {
+            match raw_topic.send(partition, values.get(sent), sent_us) {
+                Ok(()) => break,
+                Err(RDKafkaErrorCode::QueueFull) => producer.poll(Duration::from_millis(5)),
+                Err(e) => {
+                    return Err(kafka_error(
+                        &format!("cannot produce to topic '{topic}'"),
+                        &KafkaError::MessageProduction(e),
+                    ))
+                }
+            }
         }
-        send(&producer, record, topic, Duration::from_millis(5))?;
         sent += 1;
         if sent.is_multiple_of(POLL_EVERY_RECORDS) {
             producer.poll(Duration::ZERO);

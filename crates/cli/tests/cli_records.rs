@@ -5,14 +5,8 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use common::{eventually, terminate, Broker};
+use common::{eventually, json_lines, terminate, Broker};
 use serde_json::{json, Value};
-
-fn json_lines(s: &str) -> Vec<Value> {
-    s.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
 
 #[test]
 fn given_lines_with_keys_and_headers_should_consume_them_plain_and_as_json() {

@@ -333,3 +333,10 @@ pub fn advertised_api_keys(addr: &str) -> Vec<i16> {
 pub fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
+
+/// One JSON document per line (`consume -o json`).
+pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
