@@ -563,22 +563,22 @@ fn perf_producer(
 /// sends (about 0.15 ms at W1's rate), which the produce latencies it reports include.
 const POLL_EVERY_RECORDS: u64 = 64;
 
-/// Hands `record` to the client, serving callbacks for `backoff` at a time while its queue is
-/// full.
+/// Queues one record with `try_send`, serving callbacks for `backoff` at a time while the
+/// client's queue is full (each wait lets deliveries free room, so the loop ends once the
+/// broker acknowledges or the messages time out).
 fn send<C: ProducerContext>(
     producer: &BaseProducer<C>,
-    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
     topic: &str,
     backoff: Duration,
+    mut try_send: impl FnMut() -> Result<(), KafkaError>,
 ) -> CliResult<()> {
     loop {
-        match producer.send(record) {
+        match try_send() {
             Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                producer.poll(backoff);
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                producer.poll(backoff)
             }
-            Err((e, _)) => {
+            Err(e) => {
                 return Err(kafka_error(
                     &format!("cannot produce to topic '{topic}'"),
                     &e,
@@ -590,9 +590,10 @@ fn send<C: ProducerContext>(
 
 /// A topic handle that hands values to librdkafka without copying them (`rd_kafka_produce`
 /// with no message flags: the client keeps a pointer to the value until the record's delivery
-/// report). `BaseProducer::send` always asks for a copy; in W1's profile of the load generator
-/// that copy and the `malloc`/`free` of a message with its 1 KiB value inline were about a
-/// sixth of its CPU, which the broker shares (docs/performance.md).
+/// report). `BaseProducer::send` always asks for a copy: a message allocated with its 1 KiB
+/// value inline, freed after its delivery report (in a 29.4 GiB W1 that `free` alone was 10.8%
+/// of the machine's samples). Without the copy the tool's CPU per GiB halved, and the broker
+/// shares those cores (docs/performance.md).
 ///
 /// Safety contract of [`RawTopic::send`]: every value must stay valid and unchanged until the
 /// producer has been flushed or dropped; `produce` keeps them in a pool created before the
@@ -628,12 +629,7 @@ impl RawTopic {
 
     /// Queues `value` for `partition` (`None`: the partitioner chooses) with `opaque` as the
     /// delivery opaque (`Stats`' is a `usize`, the send time). See the type's safety contract.
-    fn send(
-        &self,
-        partition: Option<i32>,
-        value: &[u8],
-        opaque: usize,
-    ) -> Result<(), RDKafkaErrorCode> {
+    fn send(&self, partition: Option<i32>, value: &[u8], opaque: usize) -> Result<(), KafkaError> {
         // SAFETY: the handle is valid; flags 0 means neither copy nor free, and the caller
         // keeps `value` alive until delivery (the contract above); `opaque` is an integer
         // carried as a pointer, as rdkafka's own `IntoOpaque for usize` does.
@@ -653,7 +649,8 @@ impl RawTopic {
             Ok(())
         } else {
             // SAFETY: reads this thread's last librdkafka error, set by the call above.
-            Err(unsafe { rdkafka::bindings::rd_kafka_last_error() }.into())
+            let code = unsafe { rdkafka::bindings::rd_kafka_last_error() };
+            Err(KafkaError::MessageProduction(code.into()))
         }
     }
 }
@@ -717,19 +714,9 @@ fn produce(
         }
         let sent_us = start.elapsed().as_micros() as usize;
         let partition = round_robin.map(|n| (sent % n as u64) as i32);
-        // Bounded: each full queue waits for 5 ms of delivery reports.
-        loop {
-            match raw_topic.send(partition, values.get(sent), sent_us) {
-                Ok(()) => break,
-                Err(RDKafkaErrorCode::QueueFull) => producer.poll(Duration::from_millis(5)),
-                Err(e) => {
-                    return Err(kafka_error(
-                        &format!("cannot produce to topic '{topic}'"),
-                        &KafkaError::MessageProduction(e),
-                    ))
-                }
-            }
-        }
+        send(&producer, topic, Duration::from_millis(5), || {
+            raw_topic.send(partition, values.get(sent), sent_us)
+        })?;
         sent += 1;
         if sent.is_multiple_of(POLL_EVERY_RECORDS) {
             producer.poll(Duration::ZERO);
@@ -1062,7 +1049,15 @@ fn e2e(
                 if load.round_robin {
                     record = record.partition((sent % n_parts as u64) as i32);
                 }
-                send(&producer, record, topic, Duration::from_millis(1))?;
+                // `BaseProducer::send` hands the record back when it refuses it.
+                let mut pending = Some(record);
+                send(&producer, topic, Duration::from_millis(1), || {
+                    let record = pending.take().expect("put back after each refusal");
+                    producer.send(record).map_err(|(e, r)| {
+                        pending = Some(r);
+                        e
+                    })
+                })?;
                 sent += 1;
                 producer.poll(Duration::ZERO);
             }
