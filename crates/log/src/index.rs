@@ -348,6 +348,11 @@ impl IndexFile {
         self.file.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The handle if the index is open.
+    fn opened(&self) -> Option<Arc<dyn StorageFile>> {
+        self.slot().clone()
+    }
+
     /// The handle, opening the file if it is closed.
     pub(crate) fn handle(&self, storage: &dyn Storage) -> io::Result<Arc<dyn StorageFile>> {
         let mut slot = self.slot();
@@ -401,20 +406,13 @@ impl IndexFile {
     /// Truncates the file to its first `entries` entries of `entry_bytes`, undoing a failed
     /// append. A closed index had nothing appended since it was last durable.
     pub(crate) fn truncate(&self, entries: u64, entry_bytes: usize) -> io::Result<()> {
-        let file = self.slot().clone();
-        match file {
-            Some(file) => file.set_len(entries * entry_bytes as u64),
-            None => Ok(()),
-        }
+        self.opened()
+            .map_or(Ok(()), |file| file.set_len(entries * entry_bytes as u64))
     }
 
     /// [`StorageFile::sync_data`] of an open index; a closed one has nothing unsynced.
     pub(crate) fn sync_data(&self) -> io::Result<()> {
-        let file = self.slot().clone();
-        match file {
-            Some(file) => file.sync_data(),
-            None => Ok(()),
-        }
+        self.opened().map_or(Ok(()), |file| file.sync_data())
     }
 }
 
@@ -804,24 +802,24 @@ mod tests {
         assert_eq!(index.lookup::<TimeEntry>(&storage, 0, 5).unwrap(), None);
         index.sync_data().unwrap();
         index.truncate(0, TIME_ENTRY_BYTES).unwrap();
-        assert!(index.slot().is_none());
+        assert!(index.opened().is_none());
         // An append opens it; appending nothing does not.
         index.append::<TimeEntry>(&storage, 0, &[]).unwrap();
-        assert!(index.slot().is_none());
+        assert!(index.opened().is_none());
         let entry = TimeEntry {
             timestamp_ms: 7,
             relative_offset: 3,
         };
         index.append(&storage, 0, &[entry]).unwrap();
-        assert!(index.slot().is_some());
+        assert!(index.opened().is_some());
         index.sync_data().unwrap();
         index.close();
-        assert!(index.slot().is_none());
+        assert!(index.opened().is_none());
         // A lookup reopens it and finds what was appended.
         assert_eq!(
             index.lookup::<TimeEntry>(&storage, 1, 9).unwrap(),
             Some(entry)
         );
-        assert!(index.slot().is_some());
+        assert!(index.opened().is_some());
     }
 }

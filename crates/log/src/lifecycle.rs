@@ -408,8 +408,7 @@ impl PartitionLog {
         let deleted_bytes = removed.iter().map(|&(_, size, _)| size).sum();
         let mut renamed = Vec::new();
         let mut failure = None;
-        for (base, _, files) in &removed {
-            let base = *base;
+        for &(base, _, ref files) in &removed {
             // Readers may still hold this segment: its closed indexes must not be looked for
             // under names that are about to change (`IndexFile`).
             for index in [&files.offset_index, &files.time_index] {

@@ -4,7 +4,7 @@
 //! writes, every file it creates, renames or removes and every fsync goes through a
 //! [`Storage`] and the [`StorageFile`]s it opens. [`FsStorage`] is the real implementation;
 //! [`crate::testing::FaultyStorage`] wraps any storage and injects short writes, torn writes,
-//! failed fsyncs and a full disk.
+//! failed fsyncs, failed opens (`EMFILE`) and a full disk.
 //!
 //! # Contract
 //!
@@ -47,6 +47,8 @@ pub const ENOSPC: i32 = 28;
 pub const EDQUOT: i32 = 122;
 /// `errno` for a generic I/O error.
 pub const EIO: i32 = 5;
+/// `errno` for "too many open files" (the process's limit), on Linux.
+pub const EMFILE: i32 = 24;
 
 /// How many times in a row an operation may be interrupted (`EINTR`) before we give up.
 const INTERRUPTED_RETRIES_MAX: u32 = 64;

@@ -6,13 +6,13 @@
 //! Compiled into the crate (no feature flag) so the broker's and other crates' tests can use
 //! them too. Nothing here is used by the log itself.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::storage::{OpenMode, Storage, StorageFile, EIO, ENOSPC};
+use crate::storage::{OpenMode, Storage, StorageFile, EIO, EMFILE, ENOSPC};
 
 /// What the next matching write does instead of writing normally.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,10 @@ struct Plan {
     next_sync: Option<String>,
     /// The next `start_writeback` fails with `EIO`.
     next_writeback_fails: bool,
+    /// The next open of a path ending in the suffix fails with `EMFILE`.
+    next_open: Option<String>,
+    /// Handles open now, by the path they were opened by.
+    open_handles: HashMap<PathBuf, u64>,
     /// The last writeback hints, `(path, pos, len_bytes)`, oldest first; at most
     /// [`WRITEBACKS_KEPT_MAX`].
     writebacks: VecDeque<(PathBuf, u64, u64)>,
@@ -97,6 +101,22 @@ impl FaultyStorage {
         self.plan().next_sync = Some(path_suffix.to_string());
     }
 
+    /// The next open of a path ending with `path_suffix` fails with `EMFILE`, as when the
+    /// process has no file handles left; nothing is created.
+    pub fn fail_next_open(&self, path_suffix: &str) {
+        self.plan().next_open = Some(path_suffix.to_string());
+    }
+
+    /// Handles open now on files whose path (when opened) ends with `path_suffix`.
+    pub fn open_handle_count(&self, path_suffix: &str) -> u64 {
+        self.plan()
+            .open_handles
+            .iter()
+            .filter(|(path, _)| path_matches(path, path_suffix))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
     /// From now on every operation fails with `EIO`, as if the process had died: what is on
     /// disk stays exactly as the last successful operation left it.
     pub fn crash(&self) {
@@ -109,6 +129,7 @@ impl FaultyStorage {
         plan.next_write = None;
         plan.next_sync = None;
         plan.next_writeback_fails = false;
+        plan.next_open = None;
         plan.crashed = false;
         plan.crash_at_mutation = None;
     }
@@ -223,8 +244,26 @@ impl Storage for FaultyStorage {
         } else {
             self.mutation()?;
         }
+        {
+            let mut plan = self.plan();
+            if plan
+                .next_open
+                .as_deref()
+                .is_some_and(|suffix| path_matches(path, suffix))
+            {
+                plan.next_open = None;
+                plan.injected += 1;
+                return Err(injected(EMFILE));
+            }
+        }
+        let inner = self.inner.open(path, mode)?;
+        *self
+            .plan()
+            .open_handles
+            .entry(path.to_path_buf())
+            .or_default() += 1;
         Ok(Box::new(FaultyFile {
-            inner: self.inner.open(path, mode)?,
+            inner,
             path: path.to_path_buf(),
             plan: Arc::clone(&self.plan),
         }))
@@ -252,6 +291,18 @@ struct FaultyFile {
     inner: Box<dyn StorageFile>,
     path: PathBuf,
     plan: Arc<Mutex<Plan>>,
+}
+
+impl Drop for FaultyFile {
+    fn drop(&mut self) {
+        let mut plan = lock_plan(&self.plan);
+        if let Some(count) = plan.open_handles.get_mut(&self.path) {
+            *count -= 1;
+            if *count == 0 {
+                plan.open_handles.remove(&self.path);
+            }
+        }
+    }
 }
 
 impl StorageFile for FaultyFile {

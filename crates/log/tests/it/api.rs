@@ -594,112 +594,12 @@ fn given_epoch_assigned_at_leadership_should_start_at_log_end_and_spare_the_firs
     assert_eq!(reopened.end_offset_for_epoch(2), (2, 5));
 }
 
-/// A storage that counts the handles open on each kind of file (by suffix), to check which
-/// files a log keeps open.
-#[derive(Debug)]
-struct HandleCounting {
-    inner: Arc<dyn runnel_log::Storage>,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
-    /// Opens of this kind of file fail as if the process had no file handles left.
-    refuse_kind: std::sync::Mutex<Option<String>>,
-}
-
-#[derive(Debug)]
-struct CountedFile {
-    inner: Box<dyn runnel_log::StorageFile>,
-    kind: String,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
-}
-
-impl Drop for CountedFile {
-    fn drop(&mut self) {
-        *self
-            .open
-            .lock()
-            .unwrap()
-            .entry(self.kind.clone())
-            .or_default() -= 1;
-    }
-}
-
-impl HandleCounting {
-    fn over_fs() -> Arc<Self> {
-        Arc::new(HandleCounting {
-            inner: fs(),
-            open: Arc::default(),
-            refuse_kind: Default::default(),
-        })
-    }
-
-    fn open_handles(&self, kind: &str) -> i64 {
-        self.open.lock().unwrap().get(kind).copied().unwrap_or(0)
-    }
-}
-
-impl runnel_log::Storage for HandleCounting {
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<std::ffi::OsString>> {
-        self.inner.list_dir(path)
-    }
-    fn open(
-        &self,
-        path: &std::path::Path,
-        mode: runnel_log::OpenMode,
-    ) -> std::io::Result<Box<dyn runnel_log::StorageFile>> {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let kind = name.rsplit('.').next().unwrap_or("").to_string();
-        if self.refuse_kind.lock().unwrap().as_deref() == Some(kind.as_str()) {
-            const EMFILE: i32 = 24;
-            return Err(std::io::Error::from_raw_os_error(EMFILE));
-        }
-        let inner = self.inner.open(path, mode)?;
-        *self.open.lock().unwrap().entry(kind.clone()).or_default() += 1;
-        Ok(Box::new(CountedFile {
-            inner,
-            kind,
-            open: Arc::clone(&self.open),
-        }))
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-}
-
-impl runnel_log::StorageFile for CountedFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, pos)
-    }
-    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<usize> {
-        self.inner.write_at(buf, pos)
-    }
-    fn set_len(&self, len_bytes: u64) -> std::io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-}
-
 /// `(.log, .index, .timeindex)` handles open.
-fn handles(storage: &HandleCounting) -> (i64, i64, i64) {
+fn handles(storage: &FaultyStorage) -> (u64, u64, u64) {
     (
-        storage.open_handles("log"),
-        storage.open_handles("index"),
-        storage.open_handles("timeindex"),
+        storage.open_handle_count(".log"),
+        storage.open_handle_count(".index"),
+        storage.open_handle_count(".timeindex"),
     )
 }
 
@@ -710,13 +610,13 @@ fn handles(storage: &HandleCounting) -> (i64, i64, i64) {
 #[test]
 fn given_segment_whose_indexes_are_not_in_use_should_keep_only_its_log_open() {
     let tmp = tempfile::tempdir().unwrap();
-    let counting = HandleCounting::over_fs();
+    let storage = FaultyStorage::new(fs());
     let config = LogConfig {
         index_interval_bytes: 4096,
         ..LogConfig::default()
     };
-    let log = open(counting.clone(), tmp.path(), config.clone());
-    assert_eq!(handles(&counting), (1, 0, 0), "a new log");
+    let log = open(storage.clone(), tmp.path(), config.clone());
+    assert_eq!(handles(&storage), (1, 0, 0), "a new log");
     assert!(seg_path(tmp.path(), 0, ".index").exists());
     assert!(seg_path(tmp.path(), 0, ".timeindex").exists());
 
@@ -724,7 +624,7 @@ fn given_segment_whose_indexes_are_not_in_use_should_keep_only_its_log_open() {
     let mut timestamps = vec![T0_MS];
     let mut b = batch_with(1, 100, T0_MS);
     log.append(&mut b, 0, T0_MS).unwrap();
-    assert_eq!(handles(&counting), (1, 0, 0), "after one small batch");
+    assert_eq!(handles(&storage), (1, 0, 0), "after one small batch");
     assert_eq!(offsets_of(&read_all(&log)), vec![(0, 0)]);
     assert_eq!(
         log.offset_for_timestamp(T0_MS).unwrap(),
@@ -736,11 +636,11 @@ fn given_segment_whose_indexes_are_not_in_use_should_keep_only_its_log_open() {
 
     // Closing seals: the final time entry opens the time index, which closes once durable.
     log.close().unwrap();
-    assert_eq!(handles(&counting), (1, 0, 0), "closed");
+    assert_eq!(handles(&storage), (1, 0, 0), "closed");
     drop(log);
-    assert_eq!(handles(&counting), (0, 0, 0), "after close");
-    let log = open(counting.clone(), tmp.path(), config.clone());
-    assert_eq!(handles(&counting), (1, 0, 0), "reopened below the interval");
+    assert_eq!(handles(&storage), (0, 0, 0), "after close");
+    let log = open(storage.clone(), tmp.path(), config.clone());
+    assert_eq!(handles(&storage), (1, 0, 0), "reopened below the interval");
 
     // Past the interval: the first entries open both indexes.
     for i in 1..40 {
@@ -749,7 +649,7 @@ fn given_segment_whose_indexes_are_not_in_use_should_keep_only_its_log_open() {
         log.append(&mut b, 0, T0_MS).unwrap();
         timestamps.push(ts);
     }
-    assert_eq!(handles(&counting), (1, 1, 1), "after the first entries");
+    assert_eq!(handles(&storage), (1, 1, 1), "after the first entries");
     assert!(file_len(&seg_path(tmp.path(), 0, ".index")) > 0);
     let check = |log: &PartitionLog| {
         for (i, &ts) in timestamps.iter().enumerate() {
@@ -772,10 +672,10 @@ fn given_segment_whose_indexes_are_not_in_use_should_keep_only_its_log_open() {
     // active segment's indexes stay closed while it has no entries.
     log.maybe_roll(T0_MS + config.segment_ms + 1).unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0, 40]);
-    assert_eq!(handles(&counting), (2, 0, 0), "after a roll");
+    assert_eq!(handles(&storage), (2, 0, 0), "after a roll");
     check(&log);
     assert_eq!(
-        handles(&counting),
+        handles(&storage),
         (2, 1, 1),
         "after lookups in the sealed segment"
     );
@@ -783,10 +683,10 @@ fn given_segment_whose_indexes_are_not_in_use_should_keep_only_its_log_open() {
     // A reopen checks every index and closes them; lookups reopen them.
     log.close().unwrap();
     drop(log);
-    let log = open(counting.clone(), tmp.path(), config);
-    assert_eq!(handles(&counting), (2, 0, 0), "reopened after the roll");
+    let log = open(storage.clone(), tmp.path(), config);
+    assert_eq!(handles(&storage), (2, 0, 0), "reopened after the roll");
     check(&log);
-    assert_eq!(handles(&counting), (2, 1, 1), "after lookups");
+    assert_eq!(handles(&storage), (2, 1, 1), "after lookups");
 }
 
 /// An index is opened before its segment is written: when it cannot be (no file handles
@@ -794,17 +694,17 @@ fn given_segment_whose_indexes_are_not_in_use_should_keep_only_its_log_open() {
 #[test]
 fn given_index_that_cannot_be_opened_when_appending_should_refuse_and_stay_usable() {
     let tmp = tempfile::tempdir().unwrap();
-    let counting = HandleCounting::over_fs();
+    let storage = FaultyStorage::new(fs());
     let config = LogConfig {
         index_interval_bytes: 100,
         ..LogConfig::default()
     };
-    let log = open(counting.clone(), tmp.path(), config);
+    let log = open(storage.clone(), tmp.path(), config);
     // Past the index interval: the next append gets index entries.
     let mut first = batch_with(1, 200, T0_MS);
     log.append(&mut first, 0, T0_MS).unwrap();
-    for kind in ["index", "timeindex"] {
-        *counting.refuse_kind.lock().unwrap() = Some(kind.to_string());
+    for kind in [".index", ".timeindex"] {
+        storage.fail_next_open(kind);
         let mut b = batch_with(1, 500, T0_MS + 1);
         let refused = log.append(&mut b, 0, T0_MS);
         assert!(
@@ -819,7 +719,6 @@ fn given_index_that_cannot_be_opened_when_appending_should_refuse_and_stay_usabl
             first.len() as u64
         );
     }
-    *counting.refuse_kind.lock().unwrap() = None;
     let mut b = batch_with(1, 500, T0_MS + 1);
     log.append(&mut b, 0, T0_MS).unwrap();
     assert_eq!(log.log_end_offset(), 2);
