@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use runnel_protocol::request::DecodedRequest;
+use runnel_protocol::rope::FileBacked;
 use runnel_protocol::VersionRange;
 use tracing::warn;
 
@@ -110,14 +111,16 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
 
 /// What a handler produced.
 pub enum Reply {
-    Response(Box<ResponseKind>),
+    /// A response, and where on disk the bytes of its `records` values also are (Fetch), for
+    /// the connection to send them from there.
+    Response(Box<ResponseKind>, Vec<FileBacked>),
     /// Produce with acks=0: Kafka sends nothing back.
     NoResponse,
 }
 
 impl<T: Into<ResponseKind>> From<T> for Reply {
     fn from(r: T) -> Self {
-        Reply::Response(Box::new(r.into()))
+        Reply::Response(Box::new(r.into()), Vec::new())
     }
 }
 
@@ -141,7 +144,10 @@ pub async fn dispatch(
         RequestKind::ApiVersions(r) => api_versions::handle(broker, r, v).into(),
         RequestKind::Metadata(r) => metadata::handle(broker, r, v).await.into(),
         RequestKind::Produce(r) => produce::handle(broker, r, v).await,
-        RequestKind::Fetch(r) => fetch::handle(broker, r, v).await.into(),
+        RequestKind::Fetch(r) => {
+            let (body, files) = fetch::handle(broker, r, v).await;
+            Reply::Response(Box::new(body.into()), files)
+        }
         RequestKind::ListOffsets(r) => list_offsets::handle(broker, r, v).into(),
         RequestKind::CreateTopics(r) => create_topics::handle(broker, r, v).await.into(),
         RequestKind::DeleteTopics(r) => delete_topics::handle(broker, r, v).await.into(),
