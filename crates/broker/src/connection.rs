@@ -11,9 +11,7 @@
 //! (`queued.max.request.bytes`, taken for a request once its size is known and before the
 //! rest of it is buffered; released once it is answered).
 
-use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +19,7 @@ use bytes::BytesMut;
 use runnel_protocol::frame::{pending_frame_bytes, take_frame, FRAME_SIZE_PREFIX_BYTES};
 use runnel_protocol::request::{decode_request, DecodeError, Decoded};
 use runnel_protocol::response::encode_api_versions_unsupported;
-use runnel_protocol::rope::{encode_response_shared, ResponseRope, WriteStep};
-use tokio::io::Interest;
+use runnel_protocol::rope::{encode_response_shared, ResponseRope};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
@@ -96,20 +93,19 @@ pub(crate) async fn serve_connection(broker: Arc<Broker>, mut stream: TcpStream,
                     let reply = handlers::dispatch(&broker, *req, peer).await;
                     if let Some(Some(m)) = broker.api_metrics.get(api_key as usize) {
                         let error = match &reply {
-                            Reply::Response(body, _) => handlers::has_error(body),
+                            Reply::Response(body) => handlers::has_error(body),
                             Reply::NoResponse => false,
                         };
                         m.record(api_version, started.elapsed(), error);
                     }
                     match reply {
-                        Reply::Response(body, files) => {
+                        Reply::Response(body) => {
                             if let Err(e) = encode_response_shared(
                                 &mut output,
                                 api_key,
                                 api_version,
                                 correlation_id,
                                 &body,
-                                files,
                             ) {
                                 warn!(%peer, error = %e, "closing connection: cannot encode response");
                                 let _ = write_out(&mut stream, &output, idle, peer).await;
@@ -224,10 +220,9 @@ async fn wait_for_memory(
     }
 }
 
-/// Writes the queued responses out (a vectored write of what is in memory, `sendfile(2)` of
-/// records that are in the log's files), giving up after `idle` (`connections.max.idle.ms`)
-/// without the client taking any of them. `Err` means the connection is to be closed (logged
-/// here).
+/// Writes the queued responses out (one vectored write at a time), giving up after `idle`
+/// (`connections.max.idle.ms`) without the client taking any of them. `Err` means the
+/// connection is to be closed (logged here).
 async fn write_out(
     stream: &mut TcpStream,
     output: &ResponseRope,
@@ -236,47 +231,15 @@ async fn write_out(
 ) -> Result<(), ()> {
     let total_bytes = output.len();
     let mut written_bytes = 0usize;
-    // Records go from the log's files until a send from a file fails; the rest from memory
-    // (the rope keeps every value).
-    let mut from_files = true;
-    // Bounded: every iteration writes at least one byte, or returns, or turns `from_files`
-    // off (once).
-    while let Some(step) = output.next_write(written_bytes, WRITE_SLICES_MAX, from_files) {
-        let (wrote, from_file) = match step {
-            WriteStep::Memory(slices) => (
-                tokio::time::timeout(idle, stream.write_vectored(&slices)).await,
-                false,
-            ),
-            WriteStep::File {
-                span,
-                skip_bytes,
-                len_bytes,
-            } => {
-                let sock = &*stream;
-                let send = sock.async_io(Interest::WRITABLE, || {
-                    span.send_to(sock.as_fd(), skip_bytes, len_bytes)
-                });
-                (tokio::time::timeout(idle, send).await, true)
-            }
-        };
-        match wrote {
-            Ok(Ok(n)) if n > 0 => written_bytes += n,
-            Ok(Ok(_)) if from_file => {
-                warn!(%peer, "the log file no longer holds records being sent; sending them from memory");
-                from_files = false;
-            }
-            Ok(Ok(_)) => {
+    // Bounded: every iteration writes at least one byte or returns.
+    while written_bytes < total_bytes {
+        let slices = output.io_slices(written_bytes, WRITE_SLICES_MAX);
+        match tokio::time::timeout(idle, stream.write_vectored(&slices)).await {
+            Ok(Ok(0)) => {
                 debug!(%peer, "connection write failed: the socket took no bytes");
                 return Err(());
             }
-            Ok(Err(e)) if from_file => {
-                // A broken socket fails the memory write next; anything else about the file
-                // (unsupported, an I/O error) is logged and the records sent from memory.
-                if e.kind() != io::ErrorKind::Unsupported {
-                    warn!(%peer, error = %e, "sending records from the log file failed; sending them from memory");
-                }
-                from_files = false;
-            }
+            Ok(Ok(n)) => written_bytes += n,
             Ok(Err(e)) => {
                 debug!(%peer, error = %e, "connection write failed");
                 return Err(());
@@ -301,143 +264,5 @@ impl Broker {
         self.request_memory
             .as_ref()
             .map(|pool| self.config.queued_max_request_bytes - pool.available())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-    use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseKind, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    use runnel_log::{FsStorage, OpenMode, Storage, StorageFile};
-    use runnel_protocol::rope::{FileBacked, FileSpan};
-    use std::os::fd::BorrowedFd;
-
-    /// How a test span behaves when asked to send.
-    #[derive(Debug, Clone, Copy, PartialEq)]
-    enum Sends {
-        FromTheFile,
-        Unsupported,
-        IoError,
-        /// The file no longer holds the bytes.
-        Nothing,
-    }
-
-    #[derive(Debug)]
-    struct TestSpan {
-        file: Arc<dyn StorageFile>,
-        position: u64,
-        len_bytes: usize,
-        sends: Sends,
-    }
-
-    impl FileSpan for TestSpan {
-        fn len_bytes(&self) -> usize {
-            self.len_bytes
-        }
-        fn send_to(&self, out: BorrowedFd<'_>, skip: usize, len: usize) -> io::Result<usize> {
-            match self.sends {
-                Sends::FromTheFile => self.file.send_to(out, self.position + skip as u64, len),
-                Sends::Unsupported => Err(io::ErrorKind::Unsupported.into()),
-                Sends::IoError => Err(io::Error::from_raw_os_error(runnel_log::storage::EIO)),
-                Sends::Nothing => Ok(0),
-            }
-        }
-    }
-
-    /// The value's bytes as the test's file holds them: each one more, so that the bytes
-    /// received show where they were sent from.
-    fn in_file(value: &[u8]) -> Vec<u8> {
-        value.iter().map(|b| b.wrapping_add(1)).collect()
-    }
-
-    /// A Fetch response with one `records` value of `value_bytes`, spanned by two stretches
-    /// of a file; the first span sends as the test says, the second from the file.
-    fn response_and_rope(
-        value_bytes: usize,
-        first_span_sends: Sends,
-        dir: &std::path::Path,
-    ) -> (ResponseRope, Bytes) {
-        let value: Vec<u8> = (0..value_bytes).map(|i| (i % 251) as u8).collect();
-        let file: Arc<dyn StorageFile> = FsStorage
-            .open(
-                &dir.join("00000000000000000000.log"),
-                OpenMode::CreateOrOpen,
-            )
-            .unwrap()
-            .into();
-        let position = 100u64;
-        file.write_all_at(&in_file(&value), position).unwrap();
-        let value = Bytes::from(value);
-        let half = value_bytes / 2;
-        let spans: Vec<Box<dyn FileSpan>> = vec![
-            Box::new(TestSpan {
-                file: Arc::clone(&file),
-                position,
-                len_bytes: half,
-                sends: first_span_sends,
-            }),
-            Box::new(TestSpan {
-                file,
-                position: position + half as u64,
-                len_bytes: value_bytes - half,
-                sends: Sends::FromTheFile,
-            }),
-        ];
-        let body = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
-            FetchableTopicResponse::default()
-                .with_topic(TopicName(StrBytes::from_static_str("t")))
-                .with_partitions(vec![PartitionData::default().with_records(Some(value.clone()))]),
-        ]));
-        let mut rope = ResponseRope::new();
-        let files = vec![FileBacked {
-            value: value.clone(),
-            spans,
-        }];
-        encode_response_shared(&mut rope, ApiKey::Fetch, 12, 9, &body, files).unwrap();
-        (rope, value)
-    }
-
-    #[tokio::test]
-    async fn given_records_in_files_when_written_out_should_send_them_from_the_files_or_else_from_memory(
-    ) {
-        for sends in [
-            Sends::FromTheFile,
-            Sends::Unsupported,
-            Sends::IoError,
-            Sends::Nothing,
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            // Larger than the socket buffers: some sends find the socket full.
-            let (rope, value) = response_and_rope(8 << 20, sends, dir.path());
-            let mut expected = rope.to_vec();
-            if sends == Sends::FromTheFile {
-                let at = expected
-                    .windows(64)
-                    .position(|w| w == &value[..64])
-                    .unwrap();
-                expected[at..at + value.len()].copy_from_slice(&in_file(&value));
-            }
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let expected_bytes = rope.len();
-            let reader = tokio::spawn(async move {
-                let (mut client, _) = listener.accept().await.unwrap();
-                let mut got = Vec::with_capacity(expected_bytes);
-                client.read_to_end(&mut got).await.unwrap();
-                got
-            });
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            let peer = stream.peer_addr().unwrap();
-            write_out(&mut stream, &rope, Duration::from_secs(30), peer)
-                .await
-                .unwrap();
-            drop(stream);
-            let got = reader.await.unwrap();
-            assert_eq!(got.len(), expected_bytes, "{sends:?}");
-            assert!(got == expected, "{sends:?}: not the bytes expected");
-        }
     }
 }

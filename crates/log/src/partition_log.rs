@@ -64,7 +64,6 @@
 //! after a clean shutdown or a crash.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -142,67 +141,12 @@ pub struct AppendInfo {
 pub struct ReadResult {
     /// Whole batches, exactly as stored; empty if none qualified.
     pub bytes: Bytes,
-    /// Where `bytes` lie in the segment files, in order (one span per segment read; their
-    /// lengths add up to `bytes.len()`), for sending them from the files instead.
-    pub spans: Vec<ReadSpan>,
     pub batch_count: u32,
     /// The offset after the last returned batch (the requested offset if none).
     pub next_offset: i64,
     pub log_start_offset: i64,
     /// Log end offset when the read started.
     pub log_end_offset: i64,
-}
-
-/// A stretch of a segment's `.log` that a read returned (and verified), so that it can be sent
-/// from the file ([`StorageFile::send_to`], `sendfile(2)`) rather than from the read's buffer.
-/// Holding one keeps the segment's files open, even after retention or the cleaner removes
-/// the segment. A segment's committed bytes never change (only a failed append's uncommitted
-/// tail is ever cut), so the span keeps holding the bytes that were read.
-#[derive(Debug, Clone)]
-pub struct ReadSpan {
-    files: Arc<SegmentFiles>,
-    position: u64,
-    len_bytes: usize,
-}
-
-/// Spans are equal when they name the same bytes of the same open file.
-impl PartialEq for ReadSpan {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.files, &other.files)
-            && self.position == other.position
-            && self.len_bytes == other.len_bytes
-    }
-}
-
-impl Eq for ReadSpan {}
-
-impl ReadSpan {
-    pub fn len_bytes(&self) -> usize {
-        self.len_bytes
-    }
-
-    /// Sends up to `len_bytes` of the span's bytes, starting `skip_bytes` into it, to `out`
-    /// ([`StorageFile::send_to`]): how many were sent, 0 if the file no longer has them.
-    pub fn send_to(
-        &self,
-        out: BorrowedFd<'_>,
-        skip_bytes: usize,
-        len_bytes: usize,
-    ) -> std::io::Result<usize> {
-        let end = skip_bytes.checked_add(len_bytes);
-        if !matches!(end, Some(end) if end <= self.len_bytes) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "{len_bytes} bytes at {skip_bytes} of a span of {}",
-                    self.len_bytes
-                ),
-            ));
-        }
-        self.files
-            .log
-            .send_to(out, self.position + skip_bytes as u64, len_bytes)
-    }
 }
 
 /// A timestamp and the offset it was found at (ListOffsets).
@@ -920,7 +864,6 @@ impl PartitionLog {
             }
             let result = ReadResult {
                 bytes: Bytes::new(),
-                spans: Vec::new(),
                 batch_count: 0,
                 next_offset: start_offset,
                 log_start_offset: inner.log_start_offset,
@@ -949,7 +892,6 @@ impl PartitionLog {
         let upper_bound = upper_bound.min(readable_end);
 
         let mut out = BytesMut::new();
-        let mut spans = Vec::new();
         let mut batch_count = 0u32;
         // The next offset wanted: batches ending before it are skipped. Offsets may have gaps
         // (a cleaned segment keeps only some batches), so a batch may start after it.
@@ -1015,7 +957,6 @@ impl PartitionLog {
                 }
                 let to_segment_end = want_bytes == segment_left_bytes;
                 let start = out.len();
-                let start_position = position;
                 if let Err(e) = log.read_exact_into(&mut out, want_bytes as usize, position) {
                     return Err(LogError::io("read", &snapshot.files.log_path, e));
                 }
@@ -1071,13 +1012,6 @@ impl PartitionLog {
                     at += size_bytes;
                 }
                 out.truncate(at);
-                if at > start {
-                    spans.push(ReadSpan {
-                        files: Arc::clone(&snapshot.files),
-                        position: start_position,
-                        len_bytes: at - start,
-                    });
-                }
                 // The limit (or the bound) ended the read inside this segment.
                 if stopped || !to_segment_end {
                     break 'segments;
@@ -1108,10 +1042,8 @@ impl PartitionLog {
                 _ => break,
             }
         }
-        debug_assert_eq!(spans.iter().map(|s| s.len_bytes).sum::<usize>(), out.len());
         Ok(ReadResult {
             bytes: out.freeze(),
-            spans,
             batch_count,
             next_offset: returned_next.unwrap_or(start_offset),
             log_start_offset,

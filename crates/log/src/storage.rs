@@ -28,8 +28,6 @@
 //!   durable. A file created and written is durable only after both its own `sync_data` and a
 //!   `sync_dir` of its directory.
 //! - [`Storage::rename`] atomically replaces the target, as `rename(2)`.
-//! - [`StorageFile::send_to`] sends the bytes [`StorageFile::read_at`] would read, or is
-//!   `Unsupported` (the caller then sends what it read).
 //! - Errors carry their OS error code where there is one: the log tells a full disk
 //!   ([`is_no_space`]) from other failures.
 
@@ -39,7 +37,6 @@ use bytes::BytesMut;
 use std::fmt::Debug;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{mpsc, Arc, OnceLock};
@@ -112,18 +109,6 @@ pub trait StorageFile: Send + Sync + Debug {
     /// not an error. The default does nothing.
     fn start_writeback(&self, _pos: u64, _len_bytes: u64) -> io::Result<()> {
         Ok(())
-    }
-
-    /// Sends up to `len_bytes` of the file's bytes at `pos` to `out` (a socket or a pipe)
-    /// without copying them through this process, as `sendfile(2)`; returns how many were
-    /// sent, 0 at or past the end of the file. The bytes sent are the bytes
-    /// [`StorageFile::read_at`] would return. A non-blocking `out` that takes nothing now
-    /// is `WouldBlock`. The default is `Unsupported`: the caller then sends the bytes it read.
-    fn send_to(&self, _out: BorrowedFd<'_>, _pos: u64, _len_bytes: usize) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "this storage cannot send file bytes to a socket",
-        ))
     }
 
     /// True if the file holds no bytes.
@@ -365,6 +350,7 @@ impl StorageFile for FsFile {
     /// `pread(2)` straight into `out`'s spare capacity: the reads that serve fetches do not
     /// zero their buffer first (the memset was a tenth of the catch-up read's broker CPU).
     fn read_exact_into(&self, out: &mut BytesMut, len: usize, pos: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
         let start = out.len();
         out.reserve(len);
         let mut read_bytes = 0usize;
@@ -420,32 +406,6 @@ impl StorageFile for FsFile {
     }
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
         FileExt::write_at(&*self.file, buf, pos)
-    }
-    /// `sendfile(2)`: a TCP socket takes the page-cache pages themselves, so a fetch's
-    /// records are not copied again on their way out (the send copy was a quarter of the
-    /// catch-up read's broker CPU).
-    fn send_to(&self, out: BorrowedFd<'_>, pos: u64, len_bytes: usize) -> io::Result<usize> {
-        let Ok(mut offset) = libc::off_t::try_from(pos) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("position {pos} beyond what sendfile takes"),
-            ));
-        };
-        // SAFETY: both descriptors are open for the duration of the call (`out` is borrowed,
-        // the file is owned by `self`); `offset` is a valid `off_t` that sendfile updates.
-        let n = unsafe {
-            libc::sendfile(
-                out.as_raw_fd(),
-                self.file.as_raw_fd(),
-                &mut offset,
-                len_bytes,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
     }
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.file.set_len(len_bytes)

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -352,10 +351,6 @@ impl StorageFile for FaultyFile {
                 self.inner.write_at(&buf[..n], pos)
             }
         }
-    }
-    fn send_to(&self, out: BorrowedFd<'_>, pos: u64, len_bytes: usize) -> io::Result<usize> {
-        check_crashed(&lock_plan(&self.plan))?;
-        self.inner.send_to(out, pos, len_bytes)
     }
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         check_mutation(&mut lock_plan(&self.plan))?;
@@ -821,11 +816,6 @@ impl StorageFile for PowerLossFile {
         self.inner.read_at(buf, pos)
     }
 
-    fn send_to(&self, out: BorrowedFd<'_>, pos: u64, len_bytes: usize) -> io::Result<usize> {
-        let _machine = self.machine()?;
-        self.inner.send_to(out, pos, len_bytes)
-    }
-
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
         let mut machine = self.machine()?;
         let written = self.inner.write_at(buf, pos)?;
@@ -861,37 +851,6 @@ impl StorageFile for PowerLossFile {
     fn start_writeback(&self, pos: u64, len_bytes: u64) -> io::Result<()> {
         let _machine = self.machine()?;
         self.inner.start_writeback(pos, len_bytes)
-    }
-}
-
-/// `send_to` of a file holding `hello World` sends what `read_at` reads, or is `Unsupported`.
-fn check_send_to(file: &dyn StorageFile) {
-    use std::io::Read;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
-    // SAFETY: pipe(2) succeeded, so both are open descriptors that nothing else owns.
-    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let mut reader = std::fs::File::from(reader);
-    match file.send_to(writer.as_fd(), 6, 5) {
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
-        Err(e) => panic!("send_to failed: {e}"),
-        Ok(n) => {
-            assert!((1..=5).contains(&n), "send_to sends a prefix, {n} bytes");
-            let mut sent = vec![0u8; n];
-            reader.read_exact(&mut sent).expect("read the pipe");
-            assert_eq!(
-                sent,
-                &b"World"[..n],
-                "send_to sends the bytes read_at reads"
-            );
-            assert_eq!(
-                file.send_to(writer.as_fd(), 11, 5).unwrap(),
-                0,
-                "send_to at the end is 0"
-            );
-        }
     }
 }
 
@@ -972,7 +931,6 @@ pub fn storage_conformance(storage: &dyn Storage, root: &Path) {
         b">World",
         "a failed read_exact_into leaves the buffer as it was"
     );
-    check_send_to(&*file);
     file.start_writeback(0, 11)
         .expect("start_writeback of written bytes");
     file.start_writeback(0, 1 << 20)

@@ -4,7 +4,6 @@
 //! error is to be reported, or `max_wait_ms` has passed. Incremental fetch sessions
 //! (KIP-227) are kept in [`crate::fetch_session`].
 
-use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +13,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
-use runnel_log::{LogError, ReadSpan};
-use runnel_protocol::rope::{FileBacked, FileSpan, SHARED_BYTES_MIN};
+use runnel_log::LogError;
 use runnel_protocol::VersionRange;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -34,8 +32,6 @@ const READ_COMMITTED: i8 = 1;
 struct PartitionResult {
     key: PartitionKey,
     data: PartitionData,
-    /// Where `data.records` lie in the log's files.
-    spans: Vec<ReadSpan>,
     has_news: bool,
     /// What goes into the topic's bytes-out counter if this result is sent.
     sent: Option<(runnel_metrics::TopicMetrics, u64)>,
@@ -80,7 +76,6 @@ fn read_partition(
         PartitionResult {
             key: key.clone(),
             data,
-            spans: Vec::new(),
             has_news: true,
             sent: None,
         }
@@ -119,7 +114,6 @@ fn read_partition(
         return PartitionResult {
             key: key.clone(),
             data,
-            spans: Vec::new(),
             has_news: false,
             sent: None,
         };
@@ -159,7 +153,6 @@ fn read_partition(
             PartitionResult {
                 key: key.clone(),
                 data,
-                spans: read.spans,
                 has_news: n > 0,
                 sent: (n > 0).then(|| (topic.metrics.clone(), n as u64)),
             }
@@ -203,33 +196,7 @@ fn read_all(
     (results, total, any_error)
 }
 
-/// A span of the log, sent from its file by the connection (`sendfile(2)`).
-#[derive(Debug)]
-struct LogSpan(ReadSpan);
-
-impl FileSpan for LogSpan {
-    fn len_bytes(&self) -> usize {
-        self.0.len_bytes()
-    }
-
-    fn send_to(
-        &self,
-        out: BorrowedFd<'_>,
-        skip_bytes: usize,
-        len_bytes: usize,
-    ) -> std::io::Result<usize> {
-        self.0.send_to(out, skip_bytes, len_bytes)
-    }
-}
-
-/// The response, and the log spans holding its `records` values that the connection sends
-/// from the files instead of from memory (only values large enough to be shared, not copied,
-/// by `runnel_protocol::rope`).
-pub async fn handle(
-    broker: &Arc<Broker>,
-    req: FetchRequest,
-    version: i16,
-) -> (FetchResponse, Vec<FileBacked>) {
+pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
     let use_ids = version >= 13;
     let key_of = |name: &TopicName, topic_id: Uuid, partition: i32| PartitionKey {
         topic_id: if use_ids { topic_id } else { Uuid::nil() },
@@ -278,10 +245,9 @@ pub async fn handle(
         );
     let (session_id, partitions, incremental) = match context {
         FetchContext::Error(code) => {
-            let response = FetchResponse::default()
+            return FetchResponse::default()
                 .with_error_code(code.code())
                 .with_session_id(0);
-            return (response, Vec::new());
         }
         FetchContext::Full {
             session_id,
@@ -325,7 +291,6 @@ pub async fn handle(
         }
     };
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
-    let mut files = Vec::new();
     {
         let mut sessions = broker.fetch_sessions.lock().expect("fetch sessions lock");
         for r in results {
@@ -358,18 +323,6 @@ pub async fn handle(
                         .with_topic_id(r.key.topic_id),
                 );
             }
-            if let Some(value) = &r.data.records {
-                if value.len() >= SHARED_BYTES_MIN && !r.spans.is_empty() {
-                    files.push(FileBacked {
-                        value: value.clone(),
-                        spans: r
-                            .spans
-                            .into_iter()
-                            .map(|s| Box::new(LogSpan(s)) as Box<dyn FileSpan>)
-                            .collect(),
-                    });
-                }
-            }
             responses
                 .last_mut()
                 .expect("a topic entry was just pushed")
@@ -377,9 +330,8 @@ pub async fn handle(
                 .push(r.data);
         }
     }
-    let response = FetchResponse::default()
+    FetchResponse::default()
         .with_error_code(0)
         .with_session_id(session_id)
-        .with_responses(responses);
-    (response, files)
+        .with_responses(responses)
 }

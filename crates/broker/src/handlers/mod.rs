@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use runnel_protocol::request::DecodedRequest;
-use runnel_protocol::rope::FileBacked;
 use runnel_protocol::VersionRange;
 use tracing::warn;
 
@@ -111,16 +110,14 @@ pub fn supported(key: ApiKey) -> Option<VersionRange> {
 
 /// What a handler produced.
 pub enum Reply {
-    /// A response, and where on disk the bytes of its `records` values also are (Fetch), for
-    /// the connection to send them from there.
-    Response(Box<ResponseKind>, Vec<FileBacked>),
+    Response(Box<ResponseKind>),
     /// Produce with acks=0: Kafka sends nothing back.
     NoResponse,
 }
 
 impl<T: Into<ResponseKind>> From<T> for Reply {
     fn from(r: T) -> Self {
-        Reply::Response(Box::new(r.into()), Vec::new())
+        Reply::Response(Box::new(r.into()))
     }
 }
 
@@ -144,10 +141,7 @@ pub async fn dispatch(
         RequestKind::ApiVersions(r) => api_versions::handle(broker, r, v).into(),
         RequestKind::Metadata(r) => metadata::handle(broker, r, v).await.into(),
         RequestKind::Produce(r) => produce::handle(broker, r, v).await,
-        RequestKind::Fetch(r) => {
-            let (body, files) = fetch::handle(broker, r, v).await;
-            Reply::Response(Box::new(body.into()), files)
-        }
+        RequestKind::Fetch(r) => fetch::handle(broker, r, v).await.into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(broker, r, v).into(),
         RequestKind::CreateTopics(r) => create_topics::handle(broker, r, v).await.into(),
         RequestKind::DeleteTopics(r) => delete_topics::handle(broker, r, v).await.into(),

@@ -179,63 +179,6 @@ fn given_small_segment_bytes_should_roll_and_read_across_segments() {
     );
 }
 
-/// Sends every span of `read` (in pieces of at most `piece_bytes`) to a file and returns what
-/// the file got.
-fn sent_bytes(read: &runnel_log::ReadResult, piece_bytes: usize) -> Vec<u8> {
-    use std::os::fd::AsFd;
-    let mut out = tempfile::tempfile().unwrap();
-    for span in &read.spans {
-        let mut skip = 0;
-        while skip < span.len_bytes() {
-            let len = piece_bytes.min(span.len_bytes() - skip);
-            let n = span.send_to(out.as_fd(), skip, len).unwrap();
-            assert!(n > 0, "the span's file still holds its bytes");
-            skip += n;
-        }
-    }
-    let mut sent = Vec::new();
-    std::io::Seek::rewind(&mut out).unwrap();
-    std::io::Read::read_to_end(&mut out, &mut sent).unwrap();
-    sent
-}
-
-#[test]
-fn given_read_across_segments_its_spans_should_send_exactly_the_bytes_read() {
-    let tmp = tempfile::tempdir().unwrap();
-    let log = open(fs(), tmp.path(), small_config());
-    for _ in 0..20 {
-        append(&log, 3);
-    }
-    let bases = log.segment_base_offsets();
-    assert!(bases.len() >= 3, "{bases:?}");
-    let whole = log.read(bases[1] + 1, usize::MAX, i64::MAX, true).unwrap();
-    assert_eq!(
-        whole.spans.len(),
-        bases.len() - 1,
-        "one span per segment read"
-    );
-    assert_eq!(sent_bytes(&whole, usize::MAX), &whole.bytes[..]);
-    assert_eq!(sent_bytes(&whole, 100), &whole.bytes[..], "in pieces");
-    // A read cut by its limit: the spans cover only the batches returned.
-    let limited = log.read(0, 700, i64::MAX, true).unwrap();
-    assert!(!limited.bytes.is_empty() && limited.bytes.len() <= 700);
-    assert_eq!(sent_bytes(&limited, usize::MAX), &limited.bytes[..]);
-    let total: usize = limited.spans.iter().map(|s| s.len_bytes()).sum();
-    assert_eq!(total, limited.bytes.len());
-    // Nothing to return, no spans.
-    let none = log
-        .read(log.log_end_offset(), usize::MAX, i64::MAX, true)
-        .unwrap();
-    assert!(none.spans.is_empty());
-    // A span outside its bounds is refused, not sent.
-    let span = &whole.spans[0];
-    let out = tempfile::tempfile().unwrap();
-    let err = span
-        .send_to(std::os::fd::AsFd::as_fd(&out), 1, span.len_bytes())
-        .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-}
-
 #[test]
 fn given_segment_older_than_segment_ms_when_appending_should_roll() {
     let tmp = tempfile::tempdir().unwrap();
