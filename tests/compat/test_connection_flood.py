@@ -32,6 +32,11 @@ test_connections_beyond_max_connections_per_ip_...: with max.connections.per.ip=
 127.0.0.2 gets 50 connections and the rest closed at once (logged), while a client on 127.0.0.1
 is served; once the 50 go, 127.0.0.2 is admitted again.
 
+test_connections_beyond_max_connections_...: with max.connections=4 held by four answered
+connections, a confluent-kafka producer's connections wait in the listen backlog (not closed, no
+refusal logged, nothing delivered) until two of the four close; then its record is delivered
+(KIP-402: at the broker-wide limit Kafka's acceptor waits for a slot).
+
 RUNNEL_FLOOD_CONNECTIONS (default 3000) sets the number of flood connections. RLIMIT_NOFILE is raised
 to its hard limit first (the broker, a child process, inherits it); the flood is made smaller if
 the limit is too low for it.
@@ -506,3 +511,43 @@ def test_connections_beyond_max_connections_per_ip_are_closed_while_others_are_s
     print(f"\nmax.connections.per.ip={per_ip}: {n} connections from {flooder}, {per_ip} admitted, "
           f"{n - per_ip} closed at once ({refusals} refusal log lines); the client on 127.0.0.1 had "
           f"{len(client.dr.ok)} records acknowledged and read back")
+
+
+@pytest.mark.timeout(120)
+def test_connections_beyond_max_connections_wait_until_others_close(make_broker, new_topic):
+    limit = 4
+    b = make_broker("max-conns", overrides={**QUICK_BROKER, "max.connections": str(limit)})
+    topic = new_topic()
+    ck.create_topic(b.bootstrap, topic, 1)
+    log_mark = b.log_size()
+
+    def answered_connection() -> socket.socket:
+        # The admin client's connections may still be closing: a holder waits for its slot.
+        s = socket.create_connection((b.host, b.port), timeout=20)
+        s.sendall(api_versions_v0(1))
+        assert len(s.recv(4)) == 4, "an answer"
+        return s
+
+    holders = [answered_connection() for _ in range(limit)]
+    delivered: list = []
+    errors = ck.ClientErrors()
+    p = ck.producer(b.bootstrap, errors)
+    try:
+        p.produce(topic, value=b"waited", on_delivery=lambda err, msg: delivered.append(err))
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            p.poll(0.1)
+        assert delivered == [], f"delivered while every connection slot was held: {delivered}"
+        # The producer needs two connections (bootstrap, then the partition leader).
+        for s in holders[:2]:
+            s.close()
+        left = p.flush(30)
+        assert left == 0 and delivered == [None], f"{left} undelivered, reports {delivered}, errors {errors}"
+    finally:
+        for s in holders[2:]:
+            s.close()
+    log = b.log_text(since=log_mark, limit=10**9)
+    assert "refusing connection" not in log, "no connection was closed for the limit"
+    assert "max.connections reached" in log, "the wait is logged"
+    print(f"\nmax.connections={limit}: the producer waited while {limit} connections were open and "
+          f"delivered once two closed")

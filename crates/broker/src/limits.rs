@@ -1,5 +1,5 @@
-//! Connection limits (`max.connections`, `max.connections.per.ip`), as an I/O-free counter
-//! with permits that release on drop, and the memory pool of requests being read
+//! Connection limits (`max.connections`, `max.connections.per.ip`), as a counter with
+//! slots and permits that release on drop, and the memory pool of requests being read
 //! (`queued.max.request.bytes`).
 
 use std::collections::HashMap;
@@ -11,17 +11,28 @@ use tokio::sync::Notify;
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// `max.connections` reached.
-    Total { limit: usize },
     /// `max.connections.per.ip` reached for this address.
     PerIp { limit: usize },
 }
 
+/// `max.connections` and `max.connections.per.ip`, as Kafka applies them (KIP-402): at the
+/// broker-wide limit the listener stops accepting until a connection closes (new ones wait in
+/// the listen backlog), while a connection beyond its address's limit is closed at once.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
     total_max: usize,
     per_ip_max: usize,
+    /// Open connections and slots reserved for the next accept, and open connections by
+    /// address.
     state: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    released: Notify,
+}
+
+/// A broker-wide slot taken before accepting; given back on drop unless a connection takes it.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    limiter: Arc<ConnectionLimiter>,
+    taken: bool,
 }
 
 /// Held by a connection for its lifetime.
@@ -39,27 +50,34 @@ impl ConnectionLimiter {
             total_max: as_limit(total_max),
             per_ip_max: as_limit(per_ip_max),
             state: Mutex::new((0, HashMap::new())),
+            released: Notify::new(),
         })
     }
 
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refused> {
+    /// Takes a broker-wide slot (`max.connections`), waiting while every slot is held.
+    pub async fn slot(self: &Arc<Self>) -> ConnectionSlot {
+        // Bounded: every iteration but the last waits for a slot to be given back.
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(slot) = self.try_slot() {
+                return slot;
+            }
+            released.await;
+        }
+    }
+
+    /// A broker-wide slot if one is free.
+    pub fn try_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let mut state = self.state.lock().expect("connection limiter lock");
         if state.0 >= self.total_max {
-            return Err(Refused::Total {
-                limit: self.total_max,
-            });
-        }
-        let per_ip = state.1.get(&ip).copied().unwrap_or(0);
-        if per_ip >= self.per_ip_max {
-            return Err(Refused::PerIp {
-                limit: self.per_ip_max,
-            });
+            return None;
         }
         state.0 += 1;
-        state.1.insert(ip, per_ip + 1);
-        Ok(ConnectionPermit {
+        Some(ConnectionSlot {
             limiter: self.clone(),
-            ip,
+            taken: false,
         })
     }
 
@@ -67,18 +85,54 @@ impl ConnectionLimiter {
     pub fn active(&self) -> usize {
         self.state.lock().expect("connection limiter lock").0
     }
+
+    /// Gives back one broker-wide slot and wakes an accept waiting for one.
+    fn release_slot(&self, state: &mut (usize, HashMap<IpAddr, usize>)) {
+        state.0 = state.0.saturating_sub(1);
+        self.released.notify_waiters();
+    }
+}
+
+impl ConnectionSlot {
+    /// Admits a connection from `ip` into this slot, unless its address has
+    /// `max.connections.per.ip` open already (the slot is then given back).
+    pub fn admit(mut self, ip: IpAddr) -> Result<ConnectionPermit, Refused> {
+        let mut state = self.limiter.state.lock().expect("connection limiter lock");
+        let per_ip = state.1.get(&ip).copied().unwrap_or(0);
+        if per_ip >= self.limiter.per_ip_max {
+            return Err(Refused::PerIp {
+                limit: self.limiter.per_ip_max,
+            });
+        }
+        state.1.insert(ip, per_ip + 1);
+        drop(state);
+        self.taken = true;
+        Ok(ConnectionPermit {
+            limiter: self.limiter.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if !self.taken {
+            let mut state = self.limiter.state.lock().expect("connection limiter lock");
+            self.limiter.release_slot(&mut state);
+        }
+    }
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut state = self.limiter.state.lock().expect("connection limiter lock");
-        state.0 = state.0.saturating_sub(1);
         if let Some(n) = state.1.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
                 state.1.remove(&self.ip);
             }
         }
+        self.limiter.release_slot(&mut state);
     }
 }
 
@@ -163,32 +217,52 @@ mod tests {
         IpAddr::from([127, 0, 0, last])
     }
 
-    #[test]
-    fn given_per_ip_limit_when_reached_should_refuse_that_ip_only() {
-        let l = ConnectionLimiter::new(10, 2);
-        let _a = l.try_acquire(ip(1)).unwrap();
-        let _b = l.try_acquire(ip(1)).unwrap();
-        assert_eq!(
-            l.try_acquire(ip(1)).unwrap_err(),
-            Refused::PerIp { limit: 2 }
-        );
-        assert!(l.try_acquire(ip(2)).is_ok());
+    fn admit(l: &Arc<ConnectionLimiter>, last: u8) -> Result<ConnectionPermit, Refused> {
+        l.try_slot().expect("a free slot").admit(ip(last))
     }
 
     #[test]
-    fn given_total_limit_when_a_permit_drops_should_admit_again() {
+    fn given_per_ip_limit_when_reached_should_refuse_that_ip_only_and_free_its_slot() {
+        let l = ConnectionLimiter::new(10, 2);
+        let _a = admit(&l, 1).unwrap();
+        let _b = admit(&l, 1).unwrap();
+        assert_eq!(admit(&l, 1).unwrap_err(), Refused::PerIp { limit: 2 });
+        assert_eq!(l.active(), 2, "the refused connection's slot is given back");
+        assert!(admit(&l, 2).is_ok());
+    }
+
+    #[test]
+    fn given_total_limit_when_a_permit_drops_should_have_a_slot_again() {
         let l = ConnectionLimiter::new(2, 10);
-        let a = l.try_acquire(ip(1)).unwrap();
-        let _b = l.try_acquire(ip(2)).unwrap();
-        assert_eq!(
-            l.try_acquire(ip(3)).unwrap_err(),
-            Refused::Total { limit: 2 }
+        let a = admit(&l, 1).unwrap();
+        let slot = l.try_slot().unwrap();
+        assert!(
+            l.try_slot().is_none(),
+            "a slot taken before accepting counts"
         );
+        drop(slot);
+        let _b = admit(&l, 2).unwrap();
+        assert!(l.try_slot().is_none());
         drop(a);
-        let _c = l
-            .try_acquire(ip(3))
-            .expect("admitted once a permit is gone");
+        let _c = admit(&l, 3).expect("admitted once a permit is gone");
         assert_eq!(l.active(), 2);
+    }
+
+    #[tokio::test]
+    async fn given_total_limit_a_slot_should_wait_until_a_connection_closes() {
+        let l = ConnectionLimiter::new(1, 10);
+        let a = admit(&l, 1).unwrap();
+        let waiting = tokio::spawn({
+            let l = l.clone();
+            async move { l.slot().await.admit(ip(2)).map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "no slot while the limit is held");
+        drop(a);
+        let admitted = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("a slot once the connection closed");
+        assert_eq!(admitted.unwrap(), Ok(()));
     }
 
     #[test]

@@ -88,14 +88,31 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Accepts connections until the broker shuts down.
+/// Accepts connections until the broker shuts down. At `max.connections` it stops accepting
+/// until a connection closes (the new ones wait in the listen backlog), as Kafka's acceptor
+/// does; a connection beyond `max.connections.per.ip` is closed at once.
 pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
     let mut shutdown = broker.shutdown_signal();
+    let limiter = &broker.connection_limiter;
     loop {
+        let slot = match limiter.try_slot() {
+            Some(slot) => slot,
+            None => {
+                info!(addr = ?listener.local_addr().ok(),
+                    "max.connections reached: accepting again once a connection closes");
+                tokio::select! {
+                    slot = limiter.slot() => slot,
+                    _ = crate::state::stopped(&mut shutdown) => {
+                        info!(addr = ?listener.local_addr().ok(), "listener stopped");
+                        return;
+                    }
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let permit = match broker.connection_limiter.try_acquire(peer.ip()) {
+                    let permit = match slot.admit(peer.ip()) {
                         Ok(p) => p,
                         Err(refused) => {
                             // Dropping the stream closes it; the client retries with backoff.

@@ -1122,6 +1122,39 @@ async fn connections_beyond_max_connections_per_ip_are_closed_and_others_keep_wo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_wait_until_one_closes_kip_402() {
+    let b = TestBroker::start_with(&[("max.connections", "2")]).await;
+    let mut first = b.client().await;
+    let mut second = b.client().await;
+    first.send(&ApiVersionsRequest::default(), 3).await;
+    second.send(&ApiVersionsRequest::default(), 3).await;
+    // The third connects (the listen backlog takes it) but is not served while two are open.
+    let mut third = b.client().await;
+    let (cid, frame) = third.encode(&ApiVersionsRequest::default(), 3);
+    third.write_raw(&frame).await;
+    let mut size = [0u8; 4];
+    let early = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::io::AsyncReadExt::read_exact(&mut third.stream, &mut size),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "not served while the limit is held: {early:?}"
+    );
+    second.send(&ApiVersionsRequest::default(), 3).await;
+    // Once one closes, the waiting connection is accepted and answered, not closed.
+    drop(first);
+    let answer = third
+        .read_frame()
+        .await
+        .expect("served once a connection closed");
+    let (got, resp) = Client::decode_response::<ApiVersionsRequest>(answer, 3);
+    assert_eq!((got, resp.error_code), (cid, 0));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_append_time_topics_stamp_batches_with_the_broker_time() {
     let b = TestBroker::start().await;
     let mut c = b.client().await;
