@@ -202,6 +202,7 @@ async fn given_a_running_server_when_metrics_are_scraped_should_parse_and_counte
                     log_end_offset: leo,
                     high_watermark: leo,
                     size_bytes: 100 * leo as u64,
+                    failed: false,
                 },
             );
             sink.group_partition(

@@ -205,6 +205,7 @@ pub(crate) fn gauge_source(
                         log_end_offset: p.log.log_end_offset(),
                         high_watermark: p.high_watermark(),
                         size_bytes: p.log.size_bytes(),
+                        failed: p.log.failure().is_some(),
                     },
                 );
             }

@@ -45,6 +45,7 @@
 //! | `runnel_purgatory_requests` | gauge | `kind` (`produce`, `fetch`) |
 //! | `runnel_partition_log_start_offset`, `runnel_partition_log_end_offset`, `runnel_partition_high_watermark` | gauge | `topic`, `partition` |
 //! | `runnel_partition_log_size_bytes` | gauge | `topic`, `partition` |
+//! | `runnel_partition_log_failed` (1 if the log failed and is read-only until a restart) | gauge | `topic`, `partition` |
 //! | `runnel_consumer_group_committed_offset`, `runnel_consumer_group_lag_records` | gauge | `group`, `topic`, `partition` |
 
 use std::collections::HashMap;
@@ -496,6 +497,9 @@ pub struct PartitionSample {
     pub high_watermark: i64,
     /// Bytes of the partition's segments on disk.
     pub size_bytes: u64,
+    /// The partition's log failed (a write or fsync error): it serves what is durable and
+    /// takes no writes until the broker restarts.
+    pub failed: bool,
 }
 
 /// A consumer group's position on one partition at scrape time.
@@ -543,7 +547,7 @@ where
 }
 
 /// The names, help texts and label names of the scrape-time gauges.
-const PARTITION_GAUGES: [(&str, &str); 4] = [
+const PARTITION_GAUGES: [(&str, &str); 5] = [
     (
         "runnel_partition_log_start_offset",
         "First offset of a partition's log.",
@@ -560,6 +564,10 @@ const PARTITION_GAUGES: [(&str, &str); 4] = [
         "runnel_partition_log_size_bytes",
         "Bytes of a partition's log segments on disk.",
     ),
+    (
+        "runnel_partition_log_failed",
+        "1 if a partition's log failed (a write or fsync error): it serves what is durable and takes no writes until the broker restarts; else 0.",
+    ),
 ];
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
 const GROUP_GAUGES: [(&str, &str); 2] = [
@@ -574,7 +582,7 @@ const GROUP_GAUGES: [(&str, &str); 2] = [
 ];
 const GROUP_LABELS: &[&str] = &["group", "topic", "partition"];
 
-fn partition_vecs() -> [IntGaugeVec; 4] {
+fn partition_vecs() -> [IntGaugeVec; 5] {
     PARTITION_GAUGES.map(|(n, h)| must(IntGaugeVec::new(Opts::new(n, h), PARTITION_LABELS)))
 }
 
@@ -586,7 +594,7 @@ fn group_vecs() -> [IntGaugeVec; 2] {
 /// every scrape, so partitions and groups that no longer exist are not reported.
 struct ScrapeCollector {
     /// Templates that only provide the descriptors (`Collector::desc`).
-    templates: ([IntGaugeVec; 4], [IntGaugeVec; 2]),
+    templates: ([IntGaugeVec; 5], [IntGaugeVec; 2]),
     sources: RwLock<Vec<Box<dyn GaugeSource>>>,
 }
 
@@ -600,7 +608,7 @@ impl ScrapeCollector {
 }
 
 struct VecSink {
-    partitions: [IntGaugeVec; 4],
+    partitions: [IntGaugeVec; 5],
     groups: [IntGaugeVec; 2],
 }
 
@@ -612,6 +620,7 @@ impl SampleSink for VecSink {
             s.log_end_offset,
             s.high_watermark,
             i64::try_from(s.size_bytes).unwrap_or(i64::MAX),
+            i64::from(s.failed),
         ];
         for (vec, value) in self.partitions.iter().zip(values) {
             vec.with_label_values(&[topic, &p]).set(value);

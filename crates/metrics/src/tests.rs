@@ -328,6 +328,7 @@ fn given_a_source_when_scraped_should_be_called_at_each_scrape_with_current_valu
                     log_end_offset: leo,
                     high_watermark: leo,
                     size_bytes: 4096,
+                    failed: false,
                 },
             );
             sink.group_partition(
@@ -369,6 +370,7 @@ fn given_a_source_when_scraped_should_be_called_at_each_scrape_with_current_valu
         number(&e, "runnel_partition_log_size_bytes", p),
         Some(4096.0)
     );
+    assert_eq!(number(&e, "runnel_partition_log_failed", p), Some(0.0));
     assert_eq!(
         number(&e, "runnel_consumer_group_committed_offset", g),
         Some(3.0)
@@ -514,6 +516,7 @@ fn given_every_kind_of_metric_when_rendered_should_parse_with_runnel_prefix_and_
         ("runnel_partition_log_end_offset", PrometheusType::Gauge),
         ("runnel_partition_high_watermark", PrometheusType::Gauge),
         ("runnel_partition_log_size_bytes", PrometheusType::Gauge),
+        ("runnel_partition_log_failed", PrometheusType::Gauge),
         (
             "runnel_consumer_group_committed_offset",
             PrometheusType::Gauge,
