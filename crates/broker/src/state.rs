@@ -186,7 +186,8 @@ fn validate_dynamic_broker_config(key: &str, value: Option<&str>) -> Result<(), 
     Ok(())
 }
 
-/// The scrape-time gauges: partition offsets and sizes, and consumer group lag. Holds the
+/// The scrape-time gauges: partition offsets and sizes, and consumer group lag; and the log's
+/// count of dropped writeback hints. Holds the
 /// broker weakly (the broker holds the metrics).
 pub(crate) fn gauge_source(
     broker: std::sync::Weak<Broker>,
@@ -195,6 +196,8 @@ pub(crate) fn gauge_source(
         let Some(b) = broker.upgrade() else {
             return;
         };
+        b.metrics
+            .set_writeback_hints_dropped(runnel_log::storage::writeback_hints_dropped());
         for t in b.topics_snapshot() {
             for p in &t.partitions {
                 sink.partition(

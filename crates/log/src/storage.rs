@@ -39,6 +39,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 
 /// `errno` for "no space left on device" (the same value on Linux and macOS).
@@ -271,6 +272,29 @@ struct WritebackHint {
 /// Hints queued for the writeback thread, at most; more are dropped.
 const WRITEBACK_HINTS_QUEUED_MAX: usize = 4096;
 
+/// Hints dropped because the queue was full, since the process started.
+static WRITEBACK_HINTS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a dropped hint, and logs the 1st, 2nd, 4th, 8th, ... (a warning that stays rare
+/// however long the writeback thread lags).
+fn writeback_hint_dropped(path: &Path) {
+    let dropped = WRITEBACK_HINTS_DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    if dropped.is_power_of_two() {
+        tracing::warn!(
+            path = %path.display(),
+            dropped_total = dropped,
+            queued_max = WRITEBACK_HINTS_QUEUED_MAX,
+            "writeback hints dropped: the writeback thread is behind the disk; the kernel \
+             writes those pages back on its own schedule (fsyncs and latency may take longer)"
+        );
+    }
+}
+
+/// Writeback hints dropped since the process started (the queue was full).
+pub fn writeback_hints_dropped() -> u64 {
+    WRITEBACK_HINTS_DROPPED.load(Ordering::Relaxed)
+}
+
 /// The queue of the process's one writeback thread (`runnel-writeback`), started on first
 /// use. It runs `sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE` only, for each hint in
 /// turn: that queues the range's dirty pages for writeback and neither waits for the disk
@@ -416,7 +440,8 @@ impl StorageFile for FsFile {
     /// Hands the range to the writeback thread (see [`writeback_queue`]) and returns at once:
     /// starting a writeback submits the pages to the block layer, which can take tens of
     /// milliseconds on a busy disk, and the appending thread must not wait for that. A hint
-    /// that finds the queue full is dropped (the kernel writes those pages back itself).
+    /// that finds the queue full is dropped (the kernel writes those pages back itself),
+    /// counted ([`writeback_hints_dropped`]) and logged now and then.
     fn start_writeback(&self, pos: u64, len_bytes: u64) -> io::Result<()> {
         let hint = WritebackHint {
             file: Arc::clone(&self.file),
@@ -425,10 +450,28 @@ impl StorageFile for FsFile {
             len_bytes,
         };
         match writeback_queue().try_send(hint) {
-            Ok(()) | Err(mpsc::TrySendError::Full(_)) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(hint)) => {
+                writeback_hint_dropped(&hint.path);
+                Ok(())
+            }
             Err(mpsc::TrySendError::Disconnected(_)) => {
                 Err(io::Error::other("the writeback thread has stopped"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_full_writeback_queue_a_dropped_hint_should_be_counted() {
+        let before = writeback_hints_dropped();
+        writeback_hint_dropped(Path::new("00000000000000000000.log"));
+        writeback_hint_dropped(Path::new("00000000000000000000.log"));
+        // Other tests may drop hints meanwhile: at least these two are counted.
+        assert!(writeback_hints_dropped() >= before + 2);
     }
 }

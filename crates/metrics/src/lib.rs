@@ -42,6 +42,7 @@
 //! | `runnel_topic_fetched_bytes_total`, `runnel_topic_fetched_records_total` | counter | `topic` |
 //! | `runnel_connections_active` | gauge | |
 //! | `runnel_connections_opened_total` | counter | |
+//! | `runnel_log_writeback_hints_dropped_total` | counter | |
 //! | `runnel_purgatory_requests` | gauge | `kind` (`produce`, `fetch`) |
 //! | `runnel_partition_log_start_offset`, `runnel_partition_log_end_offset`, `runnel_partition_high_watermark` | gauge | `topic`, `partition` |
 //! | `runnel_partition_log_size_bytes` | gauge | `topic`, `partition` |
@@ -88,6 +89,7 @@ pub struct Metrics {
     topics: RwLock<HashMap<String, TopicMetrics>>,
     connections_active: IntGauge,
     connections_opened: IntCounter,
+    writeback_hints_dropped: IntCounter,
     purgatory: [IntGauge; 2],
     sources: Arc<ScrapeCollector>,
 }
@@ -167,6 +169,11 @@ impl Metrics {
             "Client connections accepted since start.",
         ));
         must(registry.register(Box::new(connections_opened.clone())));
+        let writeback_hints_dropped = must(IntCounter::new(
+            "runnel_log_writeback_hints_dropped_total",
+            "Writeback hints of appended data dropped because the writeback thread was behind (the kernel writes those pages back on its own schedule).",
+        ));
+        must(registry.register(Box::new(writeback_hints_dropped.clone())));
         let purgatory_vec = must(IntGaugeVec::new(
             Opts::new(
                 "runnel_purgatory_requests",
@@ -192,6 +199,7 @@ impl Metrics {
             topics: RwLock::new(HashMap::new()),
             connections_active,
             connections_opened,
+            writeback_hints_dropped,
             purgatory,
             sources,
         }
@@ -291,6 +299,15 @@ impl Metrics {
     pub fn connection_opened(&self) {
         self.connections_opened.inc();
         self.connections_active.inc();
+    }
+
+    /// The log's count of dropped writeback hints (a process-wide counter kept by the log),
+    /// copied in at scrape time; a count lower than the last one is ignored.
+    pub fn set_writeback_hints_dropped(&self, total: u64) {
+        let seen = self.writeback_hints_dropped.get();
+        if total > seen {
+            self.writeback_hints_dropped.inc_by(total - seen);
+        }
     }
 
     /// A client connection was closed (once per [`Metrics::connection_opened`]).

@@ -62,6 +62,20 @@ fn histogram(e: &Exposition, family: &str, labels: &[(&str, &str)]) -> (Vec<(f64
 }
 
 #[test]
+fn given_the_logs_dropped_hint_count_when_copied_in_should_only_ever_grow() {
+    let m = Metrics::new();
+    let total = |m: &Metrics| number(&scrape(m), "runnel_log_writeback_hints_dropped_total", &[]);
+    assert_eq!(total(&m), Some(0.0));
+    m.set_writeback_hints_dropped(5);
+    m.set_writeback_hints_dropped(5);
+    assert_eq!(total(&m), Some(5.0));
+    m.set_writeback_hints_dropped(3);
+    assert_eq!(total(&m), Some(5.0), "a counter never goes down");
+    m.set_writeback_hints_dropped(9);
+    assert_eq!(total(&m), Some(9.0));
+}
+
+#[test]
 fn given_requests_when_rendered_should_count_them_per_api_and_version_with_errors() {
     let m = Metrics::new();
     m.request("Produce", 9, Duration::from_micros(300), false);
@@ -511,6 +525,10 @@ fn given_every_kind_of_metric_when_rendered_should_parse_with_runnel_prefix_and_
         ),
         ("runnel_connections_active", PrometheusType::Gauge),
         ("runnel_connections_opened_total", PrometheusType::Counter),
+        (
+            "runnel_log_writeback_hints_dropped_total",
+            PrometheusType::Counter,
+        ),
         ("runnel_purgatory_requests", PrometheusType::Gauge),
         ("runnel_partition_log_start_offset", PrometheusType::Gauge),
         ("runnel_partition_log_end_offset", PrometheusType::Gauge),
