@@ -538,13 +538,15 @@ def test_connections_beyond_max_connections_wait_until_others_close(make_broker,
         while time.monotonic() < deadline:
             p.poll(0.1)
         assert delivered == [], f"delivered while every connection slot was held: {delivered}"
+        # Waiting, not refused: a closed connection would have been reported (Disconnected).
+        assert not errors, f"client errors while waiting: {errors}"
         # The producer needs two connections (bootstrap, then the partition leader).
         for s in holders[:2]:
             s.close()
         left = p.flush(30)
         assert left == 0 and delivered == [None], f"{left} undelivered, reports {delivered}, errors {errors}"
     finally:
-        for s in holders[2:]:
+        for s in holders:
             s.close()
     log = b.log_text(since=log_mark, limit=10**9)
     assert "refusing connection" not in log, "no connection was closed for the limit"

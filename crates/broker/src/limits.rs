@@ -16,19 +16,21 @@ pub enum Refused {
 }
 
 /// `max.connections` and `max.connections.per.ip`, as Kafka applies them (KIP-402): at the
-/// broker-wide limit the listener stops accepting until a connection closes (new ones wait in
-/// the listen backlog), while a connection beyond its address's limit is closed at once.
+/// broker-wide limit an accepted connection waits for a slot (and the next ones in the listen
+/// backlog) until a connection closes, while a connection beyond its address's limit is
+/// closed at once.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
     total_max: usize,
     per_ip_max: usize,
-    /// Open connections and slots reserved for the next accept, and open connections by
-    /// address.
+    /// Slots taken (admitted connections and accepted ones being checked), and open
+    /// connections by address.
     state: Mutex<(usize, HashMap<IpAddr, usize>)>,
     released: Notify,
 }
 
-/// A broker-wide slot taken before accepting; given back on drop unless a connection takes it.
+/// A broker-wide slot for an accepted connection; given back on drop unless the connection is
+/// admitted into it.
 #[derive(Debug)]
 pub struct ConnectionSlot {
     limiter: Arc<ConnectionLimiter>,
@@ -238,7 +240,7 @@ mod tests {
         let slot = l.try_slot().unwrap();
         assert!(
             l.try_slot().is_none(),
-            "a slot taken before accepting counts"
+            "a slot not yet admitted into counts"
         );
         drop(slot);
         let _b = admit(&l, 2).unwrap();

@@ -88,18 +88,45 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Accepts connections until the broker shuts down. At `max.connections` it stops accepting
-/// until a connection closes (the new ones wait in the listen backlog), as Kafka's acceptor
-/// does; a connection beyond `max.connections.per.ip` is closed at once.
+/// How often, at most, the listener logs that it is waiting at `max.connections`.
+const LIMIT_WAIT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections until the broker shuts down. As Kafka's acceptor (KIP-402), it accepts
+/// first, then waits while `max.connections` are open (the accepted connection waits
+/// unanswered, the next ones in the listen backlog) and takes the next free slot; a connection
+/// beyond `max.connections.per.ip` is closed at once. A listener waiting to accept holds no
+/// slot, so an idle listener (say `::1` beside `127.0.0.1`) takes nothing from the others.
 pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
     let mut shutdown = broker.shutdown_signal();
     let limiter = &broker.connection_limiter;
+    let mut waits_unlogged = 0u64;
+    let mut wait_logged_at: Option<std::time::Instant> = None;
     loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and similar: keep serving the connections we have.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::state::stopped(&mut shutdown) => {
+                info!(addr = ?listener.local_addr().ok(), "listener stopped");
+                return;
+            }
+        };
         let slot = match limiter.try_slot() {
             Some(slot) => slot,
             None => {
-                info!(addr = ?listener.local_addr().ok(),
-                    "max.connections reached: accepting again once a connection closes");
+                waits_unlogged += 1;
+                if !matches!(wait_logged_at, Some(at) if at.elapsed() < LIMIT_WAIT_LOG_INTERVAL) {
+                    info!(%peer, waits = waits_unlogged,
+                        "max.connections reached: new connections wait until one closes");
+                    waits_unlogged = 0;
+                    wait_logged_at = Some(std::time::Instant::now());
+                }
                 tokio::select! {
                     slot = limiter.slot() => slot,
                     _ = crate::state::stopped(&mut shutdown) => {
@@ -109,34 +136,19 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
                 }
             }
         };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let permit = match slot.admit(peer.ip()) {
-                        Ok(p) => p,
-                        Err(refused) => {
-                            // Dropping the stream closes it; the client retries with backoff.
-                            warn!(%peer, ?refused, "refusing connection: limit reached");
-                            continue;
-                        }
-                    };
-                    let b = broker.clone();
-                    tokio::spawn(async move {
-                        serve_connection(b, stream, peer).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and similar: keep serving the connections we have.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
-            _ = crate::state::stopped(&mut shutdown) => {
-                info!(addr = ?listener.local_addr().ok(), "listener stopped");
-                return;
+        let permit = match slot.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(refused) => {
+                // Dropping the stream closes it; the client retries with backoff.
+                warn!(%peer, ?refused, "refusing connection: limit reached");
+                continue;
             }
-        }
+        };
+        let b = broker.clone();
+        tokio::spawn(async move {
+            serve_connection(b, stream, peer).await;
+            drop(permit);
+        });
     }
 }
 

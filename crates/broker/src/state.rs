@@ -186,8 +186,8 @@ fn validate_dynamic_broker_config(key: &str, value: Option<&str>) -> Result<(), 
     Ok(())
 }
 
-/// The scrape-time gauges: partition offsets and sizes, and consumer group lag; and the log's
-/// count of dropped writeback hints. Holds the
+/// The scrape-time gauges: partition offsets, sizes and failed state, and consumer group lag;
+/// and the log's count of dropped writeback hints. Holds the
 /// broker weakly (the broker holds the metrics).
 pub(crate) fn gauge_source(
     broker: std::sync::Weak<Broker>,
@@ -196,8 +196,7 @@ pub(crate) fn gauge_source(
         let Some(b) = broker.upgrade() else {
             return;
         };
-        b.metrics
-            .set_writeback_hints_dropped(runnel_log::storage::writeback_hints_dropped());
+        sink.writeback_hints_dropped(runnel_log::storage::writeback_hints_dropped());
         for t in b.topics_snapshot() {
             for p in &t.partitions {
                 sink.partition(
@@ -208,7 +207,7 @@ pub(crate) fn gauge_source(
                         log_end_offset: p.log.log_end_offset(),
                         high_watermark: p.high_watermark(),
                         size_bytes: p.log.size_bytes(),
-                        failed: p.log.failure().is_some(),
+                        failed: p.log.has_failed(),
                     },
                 );
             }

@@ -1155,6 +1155,29 @@ async fn connections_beyond_max_connections_wait_until_one_closes_kip_402() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_listener_holds_no_slot_of_max_connections() {
+    // localhost: one listener on 127.0.0.1 and one on ::1; the clients use only the first.
+    let b = TestBroker::start_with(&[
+        ("listeners", "PLAINTEXT://localhost:0"),
+        ("max.connections", "2"),
+    ])
+    .await;
+    let addrs = b.running.as_ref().expect("running").local_addrs().to_vec();
+    let v4 = *addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .expect("an IPv4 listener");
+    // Both served at once: a slot held by the idle ::1 listener would leave the second
+    // unanswered.
+    let mut first = Client::connect(v4).await;
+    first.send(&ApiVersionsRequest::default(), 3).await;
+    let mut second = Client::connect(v4).await;
+    let r = second.send(&ApiVersionsRequest::default(), 3).await;
+    assert_eq!(r.error_code, 0);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_append_time_topics_stamp_batches_with_the_broker_time() {
     let b = TestBroker::start().await;
     let mut c = b.client().await;

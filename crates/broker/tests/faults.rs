@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{name, Client};
+use common::{metric, name, Client};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -90,15 +90,9 @@ impl Faulty {
     }
 
     /// `runnel_partition_log_failed` of partition 0 of `topic`, as scraped.
-    fn failed_gauge(&self, topic: &str) -> Option<String> {
-        let labels = format!("partition=\"0\",topic=\"{topic}\"");
-        self.running
-            .broker()
-            .metrics
-            .render()
-            .lines()
-            .find(|l| l.starts_with("runnel_partition_log_failed{") && l.contains(&labels))
-            .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+    fn failed_gauge(&self, topic: &str) -> Option<f64> {
+        let series = format!("runnel_partition_log_failed{{partition=\"0\",topic=\"{topic}\"}}");
+        metric(&self.running, &series)
     }
 
     /// Whether partition 0 of `topic` turned failed.
@@ -262,18 +256,14 @@ async fn given_a_failed_fsync_the_produce_is_not_acknowledged_the_partition_turn
     assert_eq!(b.produce("sync", &["a", "b"]).await, (0, 0));
     assert_eq!(b.produce("sync", &["c"]).await, (0, 2));
     let acknowledged = numbered(0, &["a", "b", "c"]);
-    assert_eq!(b.failed_gauge("sync").as_deref(), Some("0"));
+    assert_eq!(b.failed_gauge("sync"), Some(0.0));
 
     b.storage.fail_next_sync("sync-0/00000000000000000000.log");
     let (code, _) = b.produce("sync", &["d", "e", "f"]).await;
     assert_eq!(code, storage_error(), "a failed fsync is not acknowledged");
     assert_eq!(b.storage.injected_count(), 1);
     assert!(b.failed("sync"), "the partition turned failed");
-    assert_eq!(
-        b.failed_gauge("sync").as_deref(),
-        Some("1"),
-        "and the metric says so"
-    );
+    assert_eq!(b.failed_gauge("sync"), Some(1.0), "and the metric says so");
     // Never ignored: the disk works again, but no later write is acknowledged until a restart
     // (an fsync after a failed one may report success for pages the kernel dropped).
     assert_eq!(b.produce("sync", &["g"]).await.0, storage_error());
@@ -286,7 +276,7 @@ async fn given_a_failed_fsync_the_produce_is_not_acknowledged_the_partition_turn
     assert!(records.is_empty());
 
     let mut b = b.restart().await;
-    assert_eq!(b.failed_gauge("sync").as_deref(), Some("0"));
+    assert_eq!(b.failed_gauge("sync"), Some(0.0));
     let (code, high_watermark, records) = fetch(&mut b.c, "sync", 0).await;
     assert_eq!(code, 0);
     // The unacknowledged produce may be there (whole) or not, as Kafka allows.

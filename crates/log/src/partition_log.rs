@@ -1051,6 +1051,11 @@ impl PartitionLog {
         })
     }
 
+    /// Whether the log failed ([`Self::failure`] without the reason).
+    pub fn has_failed(&self) -> bool {
+        matches!(self.lock().state, State::Failed(_) | State::Poisoned(_))
+    }
+
     /// Why the log failed, if it did (a write or an fsync failed, or an operation panicked):
     /// until reopened it then accepts no writes and serves only what is durable (after a
     /// panic, nothing).

@@ -275,11 +275,23 @@ const WRITEBACK_HINTS_QUEUED_MAX: usize = 4096;
 /// Hints dropped because the queue was full, since the process started.
 static WRITEBACK_HINTS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// Counts a dropped hint, and logs the 1st, 2nd, 4th, 8th, ... (a warning that stays rare
-/// however long the writeback thread lags).
+/// At most one warning about dropped hints per this interval.
+const WRITEBACK_DROP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Counts a dropped hint, and logs a warning with the total unless one was logged in the last
+/// [`WRITEBACK_DROP_LOG_INTERVAL`] (drops come in bursts, thousands a second).
 fn writeback_hint_dropped(path: &Path) {
+    static LOGGED_AT: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     let dropped = WRITEBACK_HINTS_DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
-    if dropped.is_power_of_two() {
+    let log_now = {
+        let mut logged_at = LOGGED_AT.lock().unwrap_or_else(|e| e.into_inner());
+        let due = !matches!(*logged_at, Some(at) if at.elapsed() < WRITEBACK_DROP_LOG_INTERVAL);
+        if due {
+            *logged_at = Some(std::time::Instant::now());
+        }
+        due
+    };
+    if log_now {
         tracing::warn!(
             path = %path.display(),
             dropped_total = dropped,

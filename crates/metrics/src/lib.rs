@@ -89,7 +89,6 @@ pub struct Metrics {
     topics: RwLock<HashMap<String, TopicMetrics>>,
     connections_active: IntGauge,
     connections_opened: IntCounter,
-    writeback_hints_dropped: IntCounter,
     purgatory: [IntGauge; 2],
     sources: Arc<ScrapeCollector>,
 }
@@ -169,11 +168,6 @@ impl Metrics {
             "Client connections accepted since start.",
         ));
         must(registry.register(Box::new(connections_opened.clone())));
-        let writeback_hints_dropped = must(IntCounter::new(
-            "runnel_log_writeback_hints_dropped_total",
-            "Writeback hints of appended data dropped because the writeback thread was behind (the kernel writes those pages back on its own schedule).",
-        ));
-        must(registry.register(Box::new(writeback_hints_dropped.clone())));
         let purgatory_vec = must(IntGaugeVec::new(
             Opts::new(
                 "runnel_purgatory_requests",
@@ -199,7 +193,6 @@ impl Metrics {
             topics: RwLock::new(HashMap::new()),
             connections_active,
             connections_opened,
-            writeback_hints_dropped,
             purgatory,
             sources,
         }
@@ -299,15 +292,6 @@ impl Metrics {
     pub fn connection_opened(&self) {
         self.connections_opened.inc();
         self.connections_active.inc();
-    }
-
-    /// The log's count of dropped writeback hints (a process-wide counter kept by the log),
-    /// copied in at scrape time; a count lower than the last one is ignored.
-    pub fn set_writeback_hints_dropped(&self, total: u64) {
-        let seen = self.writeback_hints_dropped.get();
-        if total > seen {
-            self.writeback_hints_dropped.inc_by(total - seen);
-        }
     }
 
     /// A client connection was closed (once per [`Metrics::connection_opened`]).
@@ -514,8 +498,8 @@ pub struct PartitionSample {
     pub high_watermark: i64,
     /// Bytes of the partition's segments on disk.
     pub size_bytes: u64,
-    /// The partition's log failed (a write or fsync error): it serves what is durable and
-    /// takes no writes until the broker restarts.
+    /// The partition's log failed (a write or fsync error, or an internal error): it takes
+    /// no writes, and serves at most what is durable, until the broker restarts.
     pub failed: bool,
 }
 
@@ -545,6 +529,9 @@ pub trait SampleSink {
         partition: i32,
         sample: GroupPartitionSample,
     );
+    /// The log's count of writeback hints dropped since the process started (a counter the
+    /// log keeps; reported as it is).
+    fn writeback_hints_dropped(&mut self, total: u64);
 }
 
 /// Something that reports gauges when metrics are scraped (the broker's partitions and
@@ -583,7 +570,7 @@ const PARTITION_GAUGES: [(&str, &str); 5] = [
     ),
     (
         "runnel_partition_log_failed",
-        "1 if a partition's log failed (a write or fsync error): it serves what is durable and takes no writes until the broker restarts; else 0.",
+        "1 if a partition's log failed (a write or fsync error, or an internal error): it takes no writes, and serves at most what is durable, until the broker restarts; else 0.",
     ),
 ];
 const PARTITION_LABELS: &[&str] = &["topic", "partition"];
@@ -603,22 +590,30 @@ fn partition_vecs() -> [IntGaugeVec; 5] {
     PARTITION_GAUGES.map(|(n, h)| must(IntGaugeVec::new(Opts::new(n, h), PARTITION_LABELS)))
 }
 
+fn writeback_counter() -> IntCounter {
+    must(IntCounter::new(
+        "runnel_log_writeback_hints_dropped_total",
+        "Writeback hints of appended data dropped because the writeback thread was behind (the kernel writes those pages back on its own schedule).",
+    ))
+}
+
 fn group_vecs() -> [IntGaugeVec; 2] {
     GROUP_GAUGES.map(|(n, h)| must(IntGaugeVec::new(Opts::new(n, h), GROUP_LABELS)))
 }
 
-/// The registry's collector for the scrape-time gauges: it builds fresh gauge vectors at
-/// every scrape, so partitions and groups that no longer exist are not reported.
+/// The registry's collector for the scrape-time gauges (and the log's counter): it builds fresh
+/// gauge vectors at every scrape, so partitions and groups that no longer exist are not
+/// reported.
 struct ScrapeCollector {
     /// Templates that only provide the descriptors (`Collector::desc`).
-    templates: ([IntGaugeVec; 5], [IntGaugeVec; 2]),
+    templates: ([IntGaugeVec; 5], [IntGaugeVec; 2], IntCounter),
     sources: RwLock<Vec<Box<dyn GaugeSource>>>,
 }
 
 impl ScrapeCollector {
     fn new() -> ScrapeCollector {
         ScrapeCollector {
-            templates: (partition_vecs(), group_vecs()),
+            templates: (partition_vecs(), group_vecs(), writeback_counter()),
             sources: RwLock::new(Vec::new()),
         }
     }
@@ -627,6 +622,7 @@ impl ScrapeCollector {
 struct VecSink {
     partitions: [IntGaugeVec; 5],
     groups: [IntGaugeVec; 2],
+    writeback_hints_dropped: IntCounter,
 }
 
 impl SampleSink for VecSink {
@@ -657,18 +653,27 @@ impl SampleSink for VecSink {
             vec.with_label_values(&[group, topic, &p]).set(value);
         }
     }
+
+    fn writeback_hints_dropped(&mut self, total: u64) {
+        self.writeback_hints_dropped.inc_by(total);
+    }
 }
 
 impl Collector for ScrapeCollector {
     fn desc(&self) -> Vec<&Desc> {
-        let (p, g) = &self.templates;
-        p.iter().chain(g.iter()).flat_map(|v| v.desc()).collect()
+        let (p, g, w) = &self.templates;
+        p.iter()
+            .chain(g.iter())
+            .flat_map(|v| v.desc())
+            .chain(w.desc())
+            .collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         let mut sink = VecSink {
             partitions: partition_vecs(),
             groups: group_vecs(),
+            writeback_hints_dropped: writeback_counter(),
         };
         for source in read(&self.sources).iter() {
             source.collect(&mut sink);
@@ -677,6 +682,7 @@ impl Collector for ScrapeCollector {
             .iter()
             .chain(sink.groups.iter())
             .flat_map(|v| v.collect())
+            .chain(sink.writeback_hints_dropped.collect())
             .collect()
     }
 }

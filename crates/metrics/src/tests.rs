@@ -62,17 +62,22 @@ fn histogram(e: &Exposition, family: &str, labels: &[(&str, &str)]) -> (Vec<(f64
 }
 
 #[test]
-fn given_the_logs_dropped_hint_count_when_copied_in_should_only_ever_grow() {
+fn given_the_logs_dropped_hint_count_should_report_it_as_a_counter_at_each_scrape() {
     let m = Metrics::new();
-    let total = |m: &Metrics| number(&scrape(m), "runnel_log_writeback_hints_dropped_total", &[]);
-    assert_eq!(total(&m), Some(0.0));
-    m.set_writeback_hints_dropped(5);
-    m.set_writeback_hints_dropped(5);
-    assert_eq!(total(&m), Some(5.0));
-    m.set_writeback_hints_dropped(3);
-    assert_eq!(total(&m), Some(5.0), "a counter never goes down");
-    m.set_writeback_hints_dropped(9);
-    assert_eq!(total(&m), Some(9.0));
+    let total = Arc::new(AtomicI64::new(0));
+    {
+        let total = total.clone();
+        m.register_source(move |sink: &mut dyn SampleSink| {
+            sink.writeback_hints_dropped(total.load(Ordering::SeqCst) as u64);
+        });
+    }
+    let scraped = |m: &Metrics| number(&scrape(m), "runnel_log_writeback_hints_dropped_total", &[]);
+    assert_eq!(scraped(&m), Some(0.0));
+    total.store(5, Ordering::SeqCst);
+    assert_eq!(scraped(&m), Some(5.0), "the current count, not a stale one");
+    assert_eq!(scraped(&m), Some(5.0), "twice the same, not added up");
+    total.store(9, Ordering::SeqCst);
+    assert_eq!(scraped(&m), Some(9.0));
 }
 
 #[test]

@@ -84,10 +84,7 @@ impl TestBroker {
     /// Open client connections (`runnel_connections_active` of the broker's metrics).
     pub fn connections_active(&self) -> f64 {
         let running = self.running.as_ref().expect("broker running");
-        let text = running.broker().metrics.render();
-        text.lines()
-            .find_map(|l| l.strip_prefix("runnel_connections_active "))
-            .and_then(|v| v.trim().parse().ok())
+        metric(running, "runnel_connections_active")
             .expect("runnel_connections_active in the metrics")
     }
 
@@ -190,6 +187,15 @@ impl Client {
             Ok(Ok(0)) | Ok(Err(_))
         )
     }
+}
+
+/// The value of one series of the broker's metrics, named as rendered (labels in name order:
+/// `runnel_partition_log_failed{partition="0",topic="t"}`).
+pub fn metric(running: &RunningBroker, series: &str) -> Option<f64> {
+    let text = running.broker().metrics.render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 pub fn name(s: &str) -> kafka_protocol::messages::TopicName {
