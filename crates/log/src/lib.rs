@@ -93,7 +93,9 @@ pub use cleaner::{CleanStats, CleanerOptions, ManualClock, SystemClock, Throttle
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
 pub use lifecycle::RetentionOutcome;
-pub use partition_log::{AppendInfo, AppendOrigin, PartitionLog, ReadResult, TimestampOffset};
+pub use partition_log::{
+    AppendInfo, AppendOrigin, PartitionLog, ReadResult, TimestampOffset, VerificationGuard,
+};
 pub use producer_state::{
     ProducerDescription, ProducerSnapshotView, BATCHES_RETAINED_PER_PRODUCER,
     PRODUCERS_PER_PARTITION_MAX,

@@ -149,6 +149,14 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// A KIP-890 verification of a producer's transaction in this partition
+/// ([`PartitionLog::start_txn_verification`]), to present when appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationGuard {
+    producer_id: i64,
+    token: u64,
+}
+
 /// A timestamp and the offset it was found at (ListOffsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampOffset {
@@ -457,7 +465,13 @@ impl PartitionLog {
         now_ms: i64,
         origin: AppendOrigin,
     ) -> Result<AppendInfo, LogError> {
-        self.append_set(RecordSet::InPlace(records), leader_epoch, now_ms, origin)
+        self.append_set(
+            RecordSet::InPlace(records),
+            leader_epoch,
+            now_ms,
+            origin,
+            None,
+        )
     }
 
     /// [`append`](Self::append) of record bytes the caller cannot lend mutably (a request
@@ -466,18 +480,33 @@ impl PartitionLog {
     /// is written, then the rest of the batch as it is. Record sets of small batches, and
     /// topics with `message.timestamp.type=LogAppendTime` (whose stamp changes CRC-covered
     /// bytes), are copied and stamped in place instead.
+    ///
+    /// A transactional produce that verified its transaction (KIP-890) passes its
+    /// `verification`: if the append opens a transaction of the guard's producer, the
+    /// verification must still stand (no marker for the producer since the guard was taken),
+    /// else the append is refused with [`LogError::InvalidTxnState`] and nothing is written.
     pub fn append_shared(
         &self,
         records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
+        verification: Option<VerificationGuard>,
     ) -> Result<AppendInfo, LogError> {
         self.append_set(
             RecordSet::Shared(records),
             leader_epoch,
             now_ms,
             AppendOrigin::Client,
+            verification,
         )
+    }
+
+    /// Starts (or joins) a KIP-890 verification of `producer_id`'s transaction here, before
+    /// a transactional produce asks the coordinator whether this partition is in it. A marker
+    /// for the producer (its transaction ended) or its next append ends the verification.
+    pub fn start_txn_verification(&self, producer_id: i64) -> VerificationGuard {
+        let token = self.lock().producers.start_verification(producer_id);
+        VerificationGuard { producer_id, token }
     }
 
     fn append_set(
@@ -486,6 +515,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
         origin: AppendOrigin,
+        verification: Option<VerificationGuard>,
     ) -> Result<AppendInfo, LogError> {
         let mut records = records;
         let mut layout = layout_of(records.bytes())?;
@@ -549,7 +579,14 @@ impl PartitionLog {
             .producers
             .plan(&layout.producers, base_offset, check_sequences)?
         {
-            Plan::Append(staged) => staged,
+            Plan::Append(staged) => {
+                if let Some(guard) = verification {
+                    inner
+                        .producers
+                        .check_verification(&staged, guard.producer_id, guard.token)?;
+                }
+                staged
+            }
             Plan::Duplicate {
                 first,
                 last,

@@ -412,7 +412,16 @@ pub(crate) struct ProducerStates {
     max_producers: usize,
     /// `first offset -> producer id` of every open transaction (mirrors the entries).
     ongoing: BTreeMap<i64, i64>,
+    /// KIP-890 verifications in progress: `producer id -> token`. Created when a transactional
+    /// produce starts checking with the coordinator, removed by the producer's next append
+    /// (its first transactional batch, or a marker). In memory only.
+    verifications: HashMap<i64, u64>,
+    next_verification: u64,
 }
+
+/// Verifications kept at most; beyond, all are forgotten (their appends are then refused as
+/// unverified, which the client retries). Each lives for one produce request's check.
+pub const VERIFICATIONS_MAX: usize = 10_000;
 
 impl Default for ProducerStates {
     fn default() -> Self {
@@ -429,7 +438,51 @@ impl ProducerStates {
             next_touch: 0,
             max_producers,
             ongoing: BTreeMap::new(),
+            verifications: HashMap::new(),
+            next_verification: 0,
         }
+    }
+
+    /// Starts (or joins) a KIP-890 verification for `producer_id`: the token an append that
+    /// opens a transaction must present ([`Self::check_verification`]). Concurrent requests of
+    /// one producer share it, so the first to append does not invalidate the others.
+    pub(crate) fn start_verification(&mut self, producer_id: i64) -> u64 {
+        if let Some(&token) = self.verifications.get(&producer_id) {
+            return token;
+        }
+        if self.verifications.len() >= VERIFICATIONS_MAX {
+            self.verifications.clear();
+        }
+        self.next_verification += 1;
+        self.verifications
+            .insert(producer_id, self.next_verification);
+        self.next_verification
+    }
+
+    /// KIP-890: if `staged` opens a transaction of `producer_id`, its verification must still
+    /// be the one with `token`. A marker (the transaction ended, say aborted by a timeout)
+    /// between the coordinator's answer and this append has removed it: the append would open
+    /// a transaction that nothing closes, and is refused.
+    pub(crate) fn check_verification(
+        &self,
+        staged: &Staged,
+        producer_id: i64,
+        token: u64,
+    ) -> Result<(), LogError> {
+        let open_before = self
+            .slots
+            .get(&producer_id)
+            .is_some_and(|s| s.entry.current_txn_first_offset.is_some());
+        let open_after = staged
+            .entries
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == producer_id)
+            .is_some_and(|(_, e)| e.current_txn_first_offset.is_some());
+        if !open_before && open_after && self.verifications.get(&producer_id) != Some(&token) {
+            return Err(LogError::InvalidTxnState { producer_id });
+        }
+        Ok(())
     }
 
     /// Every producer, by producer id.
@@ -628,6 +681,8 @@ impl ProducerStates {
     /// bound.
     pub(crate) fn commit(&mut self, staged: Staged, now_ms: i64) {
         for (producer_id, entry) in staged.entries {
+            // This append used the producer's verification, or ended its transaction.
+            self.verifications.remove(&producer_id);
             self.put(producer_id, entry, now_ms);
         }
         self.evict_to_bound();
@@ -1299,6 +1354,18 @@ mod tests {
         assert_eq!(states.remove_before(3), 1);
         assert!(states.view(1).is_none() && states.view(2).is_some());
         assert_eq!(states.remove_before(4), 0);
+    }
+
+    #[test]
+    fn given_more_verifications_than_the_bound_should_keep_at_most_the_bound() {
+        let mut states = ProducerStates::default();
+        for producer_id in 0..=VERIFICATIONS_MAX as i64 {
+            states.start_verification(producer_id);
+        }
+        assert!(states.verifications.len() <= VERIFICATIONS_MAX);
+        assert!(states
+            .verifications
+            .contains_key(&(VERIFICATIONS_MAX as i64)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
-use runnel_log::TimestampType;
+use runnel_log::{TimestampType, VerificationGuard};
 use runnel_model::batch::{validate_record_set, Batches};
 use runnel_protocol::VersionRange;
 use tracing::{debug, error};
@@ -108,6 +108,7 @@ fn append_partition(
     index: i32,
     records: Option<bytes::Bytes>,
     transactional: bool,
+    verification: Option<VerificationGuard>,
 ) -> PartitionProduceResponse {
     let Some(partition) = topic.partition(index) else {
         return error_response(index, &ResponseError::UnknownTopicOrPartition.into());
@@ -149,7 +150,7 @@ fn append_partition(
     // the batches from it as they are, with their stamped heads written separately.
     match partition
         .log
-        .append_shared(&records[..], partition.leader_epoch, now_ms())
+        .append_shared(&records[..], partition.leader_epoch, now_ms(), verification)
     {
         Ok(info) => {
             // A retried batch of an idempotent producer is acknowledged with its original
@@ -303,7 +304,13 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
                         let producer = transactional_id
                             .as_ref()
                             .and_then(|_| transactional_producer(p.records.as_ref()));
+                        let mut verification = None;
                         if let (Some(id), Some(producer)) = (&transactional_id, producer) {
+                            // Taken before asking: a marker written meanwhile (the
+                            // transaction ended) voids it, and the append is refused.
+                            verification = topic
+                                .partition(p.index)
+                                .map(|part| part.log.start_txn_verification(producer.0));
                             if let Err(e) =
                                 verify_transaction(broker, id, &topic, p.index, producer).await
                             {
@@ -318,6 +325,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
                             p.index,
                             p.records,
                             transactional_id.is_some(),
+                            verification,
                         ));
                     }
                     out

@@ -543,7 +543,9 @@ fn given_shared_record_set_when_appended_should_store_what_append_stores_and_lea
                     runnel_log::testing::WriteFault::Short { max_bytes: 7 },
                 );
             }
-            let got = shared.append_shared(&original, 4, T0_MS + round).unwrap();
+            let got = shared
+                .append_shared(&original, 4, T0_MS + round, None)
+                .unwrap();
             assert_eq!(got, expected, "{name}: round {round}");
             assert_eq!(
                 original,

@@ -131,6 +131,56 @@ fn given_open_transaction_when_producer_sends_plain_batch_should_refuse_with_inv
 }
 
 #[test]
+fn kip_890_given_marker_between_verification_and_append_should_refuse_to_open_a_transaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), small_config());
+    // Verified, then appended: the transaction opens.
+    let guard = log.start_txn_verification(1);
+    let b = txn_batch(1, 0, 0, 2);
+    log.append_shared(&b, 0, T0_MS, Some(guard))
+        .expect("a verified append opens the transaction");
+    assert_eq!(log.ongoing_transactions(), vec![(0, 1)]);
+    // A second request of the same transaction continues it, whatever its guard.
+    let stale = log.start_txn_verification(1);
+    assert_eq!(end_txn(&log, 1, false), 2, "aborted (say, timed out)");
+    let late = txn_batch(1, 0, 2, 1);
+    // Verified before the abort, appended after: it would open a transaction nothing closes.
+    let err = log.append_shared(&late, 0, T0_MS, Some(stale)).unwrap_err();
+    assert!(
+        matches!(err, LogError::InvalidTxnState { producer_id: 1 }),
+        "{err:?}"
+    );
+    assert!(log.ongoing_transactions().is_empty(), "nothing written");
+    assert_eq!(log.log_end_offset(), 3);
+    // Verified again (the coordinator says the new transaction includes the partition): it
+    // opens.
+    let fresh = log.start_txn_verification(1);
+    log.append_shared(&late, 0, T0_MS, Some(fresh))
+        .expect("a fresh verification opens the next transaction");
+    assert_eq!(log.ongoing_transactions(), vec![(3, 1)]);
+}
+
+#[test]
+fn kip_890_concurrent_requests_of_one_producer_should_share_a_verification() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), small_config());
+    let first = log.start_txn_verification(7);
+    let second = log.start_txn_verification(7);
+    assert_eq!(first, second, "joined, not replaced");
+    assert_ne!(
+        log.start_txn_verification(8),
+        first,
+        "another producer's own"
+    );
+    log.append_shared(&txn_batch(7, 0, 0, 1), 0, T0_MS, Some(first))
+        .unwrap();
+    // The other request appends after the first opened the transaction: it continues it.
+    log.append_shared(&txn_batch(7, 0, 1, 1), 0, T0_MS, Some(second))
+        .unwrap();
+    assert_eq!(log.ongoing_transactions(), vec![(0, 7)]);
+}
+
+#[test]
 fn given_marker_from_fenced_coordinator_should_refuse_it() {
     let tmp = tempfile::tempdir().unwrap();
     let log = open(fs(), tmp.path(), small_config());
