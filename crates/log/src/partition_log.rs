@@ -502,10 +502,14 @@ impl PartitionLog {
     }
 
     /// Starts (or joins) a KIP-890 verification of `producer_id`'s transaction here, before
-    /// a transactional produce asks the coordinator whether this partition is in it. A marker
-    /// for the producer (its transaction ended) or its next append ends the verification.
-    pub fn start_txn_verification(&self, producer_id: i64) -> VerificationGuard {
-        let token = self.lock().producers.start_verification(producer_id);
+    /// a transactional produce asks the coordinator whether this partition is in it. The
+    /// next committed append of the producer's batches here (its first transactional batch,
+    /// or a marker: the transaction ended) ends the verification; so does a minute.
+    pub fn start_txn_verification(&self, producer_id: i64, now_ms: i64) -> VerificationGuard {
+        let token = self
+            .lock()
+            .producers
+            .start_verification(producer_id, now_ms);
         VerificationGuard { producer_id, token }
     }
 

@@ -412,16 +412,22 @@ pub(crate) struct ProducerStates {
     max_producers: usize,
     /// `first offset -> producer id` of every open transaction (mirrors the entries).
     ongoing: BTreeMap<i64, i64>,
-    /// KIP-890 verifications in progress: `producer id -> token`. Created when a transactional
-    /// produce starts checking with the coordinator, removed by the producer's next append
-    /// (its first transactional batch, or a marker). In memory only.
-    verifications: HashMap<i64, u64>,
+    /// KIP-890 verifications in progress: `producer id -> (token, started_ms)`. Created when
+    /// a transactional produce starts checking with the coordinator; removed by the next
+    /// committed append of the producer's batches here (its first transactional batch, or a
+    /// marker), or after [`VERIFICATION_AGE_MAX_MS`] (a check that failed leaves one). In
+    /// memory only.
+    verifications: HashMap<i64, (u64, i64)>,
     next_verification: u64,
 }
 
-/// Verifications kept at most; beyond, all are forgotten (their appends are then refused as
-/// unverified, which the client retries). Each lives for one produce request's check.
+/// Verifications kept at most; beyond, the oldest is forgotten (an append presenting it is
+/// refused with INVALID_TXN_STATE).
 pub const VERIFICATIONS_MAX: usize = 10_000;
+
+/// A verification older than this is forgotten: a produce request asks the coordinator and
+/// appends within its timeout (`request.timeout.ms`, 30 s by default).
+pub const VERIFICATION_AGE_MAX_MS: i64 = 60_000;
 
 impl Default for ProducerStates {
     fn default() -> Self {
@@ -446,41 +452,49 @@ impl ProducerStates {
     /// Starts (or joins) a KIP-890 verification for `producer_id`: the token an append that
     /// opens a transaction must present ([`Self::check_verification`]). Concurrent requests of
     /// one producer share it, so the first to append does not invalidate the others.
-    pub(crate) fn start_verification(&mut self, producer_id: i64) -> u64 {
-        if let Some(&token) = self.verifications.get(&producer_id) {
+    pub(crate) fn start_verification(&mut self, producer_id: i64, now_ms: i64) -> u64 {
+        if let Some(&(token, _)) = self.verifications.get(&producer_id) {
             return token;
         }
         if self.verifications.len() >= VERIFICATIONS_MAX {
-            self.verifications.clear();
+            // Rare (every verification ends within a minute): a scan is cheap enough.
+            let oldest = self
+                .verifications
+                .iter()
+                .min_by_key(|(_, &(token, _))| token)
+                .map(|(&p, _)| p);
+            if let Some(p) = oldest {
+                self.verifications.remove(&p);
+            }
         }
         self.next_verification += 1;
         self.verifications
-            .insert(producer_id, self.next_verification);
+            .insert(producer_id, (self.next_verification, now_ms));
         self.next_verification
     }
 
-    /// KIP-890: if `staged` opens a transaction of `producer_id`, its verification must still
-    /// be the one with `token`. A marker (the transaction ended, say aborted by a timeout)
-    /// between the coordinator's answer and this append has removed it: the append would open
-    /// a transaction that nothing closes, and is refused.
+    /// KIP-890: every transaction that `staged` opens must be the guard's producer's, and its
+    /// verification must still be the one with `token`. A marker (the transaction ended, say
+    /// aborted by a timeout) between the coordinator's answer and this append has removed it:
+    /// the append would open a transaction that nothing closes, and is refused (as is one that
+    /// would open another producer's transaction, unverified).
     pub(crate) fn check_verification(
         &self,
         staged: &Staged,
         producer_id: i64,
         token: u64,
     ) -> Result<(), LogError> {
-        let open_before = self
-            .slots
-            .get(&producer_id)
-            .is_some_and(|s| s.entry.current_txn_first_offset.is_some());
-        let open_after = staged
-            .entries
-            .iter()
-            .rev()
-            .find(|(p, _)| *p == producer_id)
-            .is_some_and(|(_, e)| e.current_txn_first_offset.is_some());
-        if !open_before && open_after && self.verifications.get(&producer_id) != Some(&token) {
-            return Err(LogError::InvalidTxnState { producer_id });
+        for (p, entry) in &staged.entries {
+            let open_before = matches!(
+                self.slots.get(p),
+                Some(s) if s.entry.current_txn_first_offset.is_some()
+            );
+            let opens = entry.current_txn_first_offset.is_some() && !open_before;
+            let verified =
+                *p == producer_id && self.verifications.get(p).map(|&(t, _)| t) == Some(token);
+            if opens && !verified {
+                return Err(LogError::InvalidTxnState { producer_id: *p });
+            }
         }
         Ok(())
     }
@@ -799,6 +813,9 @@ impl ProducerStates {
         for &producer_id in &expired {
             self.remove(producer_id);
         }
+        self.verifications.retain(|_, &mut (_, started_ms)| {
+            now_ms.saturating_sub(started_ms) < VERIFICATION_AGE_MAX_MS
+        });
         expired.len()
     }
 
@@ -1357,12 +1374,16 @@ mod tests {
     }
 
     #[test]
-    fn given_more_verifications_than_the_bound_should_keep_at_most_the_bound() {
+    fn given_more_verifications_than_the_bound_should_forget_the_oldest() {
         let mut states = ProducerStates::default();
         for producer_id in 0..=VERIFICATIONS_MAX as i64 {
-            states.start_verification(producer_id);
+            states.start_verification(producer_id, 0);
         }
         assert!(states.verifications.len() <= VERIFICATIONS_MAX);
+        assert!(
+            !states.verifications.contains_key(&0),
+            "the oldest forgotten"
+        );
         assert!(states
             .verifications
             .contains_key(&(VERIFICATIONS_MAX as i64)));

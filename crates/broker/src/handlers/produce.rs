@@ -310,7 +310,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
                             // transaction ended) voids it, and the append is refused.
                             verification = topic
                                 .partition(p.index)
-                                .map(|part| part.log.start_txn_verification(producer.0));
+                                .map(|part| part.log.start_txn_verification(producer.0, now_ms()));
                             if let Err(e) =
                                 verify_transaction(broker, id, &topic, p.index, producer).await
                             {

@@ -135,13 +135,13 @@ fn kip_890_given_marker_between_verification_and_append_should_refuse_to_open_a_
     let tmp = tempfile::tempdir().unwrap();
     let log = open(fs(), tmp.path(), small_config());
     // Verified, then appended: the transaction opens.
-    let guard = log.start_txn_verification(1);
+    let guard = log.start_txn_verification(1, T0_MS);
     let b = txn_batch(1, 0, 0, 2);
     log.append_shared(&b, 0, T0_MS, Some(guard))
         .expect("a verified append opens the transaction");
     assert_eq!(log.ongoing_transactions(), vec![(0, 1)]);
     // A second request of the same transaction continues it, whatever its guard.
-    let stale = log.start_txn_verification(1);
+    let stale = log.start_txn_verification(1, T0_MS);
     assert_eq!(end_txn(&log, 1, false), 2, "aborted (say, timed out)");
     let late = txn_batch(1, 0, 2, 1);
     // Verified before the abort, appended after: it would open a transaction nothing closes.
@@ -152,23 +152,53 @@ fn kip_890_given_marker_between_verification_and_append_should_refuse_to_open_a_
     );
     assert!(log.ongoing_transactions().is_empty(), "nothing written");
     assert_eq!(log.log_end_offset(), 3);
-    // Verified again (the coordinator says the new transaction includes the partition): it
-    // opens.
-    let fresh = log.start_txn_verification(1);
+    // Verified again (the coordinator says the new transaction includes the partition): the
+    // stale guard still does not open it, the fresh one does.
+    let fresh = log.start_txn_verification(1, T0_MS);
+    assert_ne!(fresh, stale);
+    let err = log.append_shared(&late, 0, T0_MS, Some(stale)).unwrap_err();
+    assert!(matches!(err, LogError::InvalidTxnState { .. }), "{err:?}");
     log.append_shared(&late, 0, T0_MS, Some(fresh))
         .expect("a fresh verification opens the next transaction");
     assert_eq!(log.ongoing_transactions(), vec![(3, 1)]);
 }
 
 #[test]
+fn kip_890_given_a_record_set_opening_another_producers_transaction_should_refuse_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), small_config());
+    let guard = log.start_txn_verification(1, T0_MS);
+    let mut set = txn_batch(1, 0, 0, 1);
+    set.extend_from_slice(&txn_batch(2, 0, 0, 1));
+    let err = log.append_shared(&set, 0, T0_MS, Some(guard)).unwrap_err();
+    assert!(
+        matches!(err, LogError::InvalidTxnState { producer_id: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(log.log_end_offset(), 0, "nothing written");
+}
+
+#[test]
+fn kip_890_given_a_verification_older_than_a_minute_should_forget_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), small_config());
+    let old = log.start_txn_verification(1, T0_MS);
+    let later_ms = T0_MS + runnel_log::producer_state::VERIFICATION_AGE_MAX_MS;
+    let err = log
+        .append_shared(&txn_batch(1, 0, 0, 1), 0, later_ms, Some(old))
+        .unwrap_err();
+    assert!(matches!(err, LogError::InvalidTxnState { .. }), "{err:?}");
+}
+
+#[test]
 fn kip_890_concurrent_requests_of_one_producer_should_share_a_verification() {
     let tmp = tempfile::tempdir().unwrap();
     let log = open(fs(), tmp.path(), small_config());
-    let first = log.start_txn_verification(7);
-    let second = log.start_txn_verification(7);
+    let first = log.start_txn_verification(7, T0_MS);
+    let second = log.start_txn_verification(7, T0_MS);
     assert_eq!(first, second, "joined, not replaced");
     assert_ne!(
-        log.start_txn_verification(8),
+        log.start_txn_verification(8, T0_MS),
         first,
         "another producer's own"
     );
