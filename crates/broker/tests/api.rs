@@ -257,6 +257,13 @@ async fn produce_rejects_corrupt_oversized_and_misaddressed_records() {
         produce(&mut c, "t", 0, truncated).await.0,
         code(ResponseError::CorruptMessage)
     );
+    // Kafka's ProduceRequest.validateRecords: one batch per partition (v3 and later).
+    let mut two_batches = simple_batch(0, 1);
+    two_batches.extend_from_slice(&simple_batch(0, 1));
+    assert_eq!(
+        produce(&mut c, "t", 0, two_batches).await.0,
+        code(ResponseError::InvalidRecord)
+    );
     let big = vec![7u8; 3000];
     let batch = build_batch(0, 0, &[(None, Some(&big))]);
     assert_eq!(
@@ -723,7 +730,8 @@ fn batch_with_timestamps(
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i,
-            sequence: -1,
+            // One batch: the encoder starts a new one where `offset - sequence` changes.
+            sequence: i as i32,
             timestamp: base + i * 1000,
             key: None,
             value: Some(Bytes::from(format!("v{i}"))),

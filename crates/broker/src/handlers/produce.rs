@@ -126,6 +126,18 @@ fn append_partition(
             return error_response(index, &KafkaError::from(&e));
         }
     };
+    // Kafka's ProduceRequest.validateRecords (v3 and later).
+    if version >= 3 && summary.batch_count != 1 {
+        return error_response(
+            index,
+            &KafkaError::with_message(
+                ResponseError::InvalidRecord,
+                format!(
+                    "Produce requests with version {version} are only allowed to contain exactly one record batch per partition"
+                ),
+            ),
+        );
+    }
     if summary.max_batch_bytes > topic.settings.max_message_bytes {
         return error_response(
             index,
