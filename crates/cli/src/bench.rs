@@ -6,7 +6,11 @@
 //! CPU time comes from `/proc/<pid>/stat` (utime + stime) and its peak RSS from `VmHWM` (reset
 //! through `clear_refs` before each workload), sampled `VmRSS` besides. In the same run the suite
 //! measures the sequential write bandwidth of the data root's disk (fsync at the end) and the
-//! loopback TCP bandwidth, and gives every throughput as a ratio to them.
+//! loopback TCP bandwidth, and gives every throughput as a ratio to them. It also runs two
+//! bare loops ([`bare`]): what receiving, CRC-checking and writing the bytes through the page
+//! cache costs with no broker around it, and what reading, checking and sending them back costs,
+//! so that the broker's CPU per GiB can be read against what that work costs on the machine
+//! that day.
 //!
 //! Benchmarks assert nothing about time: the suite writes `<out>/<timestamp>.json` and `.md`
 //! (and, with `--doc`, the report section of that file) and fails only if a workload could not
@@ -27,6 +31,8 @@ use serde_json::{json, Value};
 
 use crate::client::{parse_duration, CliError, CliResult, ConnArgs, Format};
 use crate::procstat;
+
+mod bare;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const MIB: u64 = 1024 * 1024;
@@ -91,6 +97,9 @@ pub struct BenchArgs {
     /// Bytes sent over loopback TCP to measure it (default 8GiB; quick: 2GiB).
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     loopback_size: Option<u64>,
+    /// Bytes moved by each bare loop, produce and fetch (default 2GiB; quick: 512MiB).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    bare_size: Option<u64>,
     /// Bytes of value per record.
     #[arg(long, default_value_t = 1024, value_name = "BYTES")]
     record_size: usize,
@@ -207,6 +216,7 @@ struct Plan {
     large_note: Option<String>,
     disk_size: u64,
     loopback_size: u64,
+    bare_size: u64,
     w3_rate: u64,
     w3_duration: Duration,
     w3_linger: Duration,
@@ -237,6 +247,7 @@ impl Plan {
             "large_bytes": self.large,
             "disk_bytes": self.disk_size,
             "loopback_bytes": self.loopback_size,
+            "bare_bytes": self.bare_size,
             "w3_rate": self.w3_rate,
             "w3_secs": self.w3_duration.as_secs_f64(),
             "w3_linger_ms": self.w3_linger.as_secs_f64() * 1000.0,
@@ -308,6 +319,9 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         loopback_size: args
             .loopback_size
             .unwrap_or(if q { 2 << 30 } else { 8 << 30 }),
+        bare_size: args
+            .bare_size
+            .unwrap_or(if q { 512 * MIB } else { 2 << 30 }),
         w3_rate: args.w3_rate,
         w3_duration: args.w3_duration.unwrap_or(if q {
             Duration::from_secs(5)
@@ -675,7 +689,63 @@ impl Suite {
             ),
             Err(e) => self.fail("loopback bandwidth", &e.to_string()),
         };
-        json!({"disk_write": disk, "loopback_tcp": lo})
+        let (produce, fetch) = self.bare_loops();
+        json!({
+            "disk_write": disk,
+            "loopback_tcp": lo,
+            "produce_bare_loop": produce,
+            "fetch_bare_loop": fetch,
+        })
+    }
+
+    /// The produce and fetch bare loops ([`bare`]), in W1's shape (a batch of `batch_size`
+    /// per partition per request), in a scratch directory of the data root.
+    fn bare_loops(&mut self) -> (Value, Value) {
+        let bytes = self.plan.bare_size;
+        if let Err(reason) = self.room_for(bytes) {
+            return (skipped(reason.clone()), skipped(reason));
+        }
+        let shape = bare::Shape {
+            partitions: self.plan.partitions.max(1) as usize,
+            batch_bytes: (self.plan.batch_size as usize).max(4096),
+        };
+        eprintln!(
+            "runnel bench [baselines]: bare loops, {} each way ({} batches of {} per request)",
+            human_bytes(bytes),
+            shape.partitions,
+            human_bytes(shape.batch_bytes as u64)
+        );
+        let dir = self
+            .plan
+            .data_root
+            .join(format!("runnel-bench-bare-{}", std::process::id()));
+        let measured = |f: bare::Bare, method: &str| {
+            json!({
+                "status": "ok",
+                "bytes": f.bytes,
+                "secs": r3(f.secs),
+                "mb_per_sec": r3(mb_per_sec(f.bytes, f.secs)),
+                "cpu_secs": r3(f.cpu_secs),
+                "cpu_secs_per_gib": r3(f.cpu_secs_per_gib()),
+                "method": method,
+            })
+        };
+        let produced =
+            std::fs::create_dir_all(&dir).and_then(|()| bare::produce(&dir, bytes, shape));
+        let produce = match produced {
+            Ok(f) => measured(f, "one thread receives requests over loopback TCP, checks each batch's CRC-32C and pwrites it at the end of its partition's file; a second thread starts the writeback of each batch (sync_file_range); CPU of those two threads"),
+            Err(e) => self.fail("produce bare loop", &e.to_string()),
+        };
+        let fetch = if produce["status"] == "ok" {
+            match bare::fetch(&dir, bytes, shape) {
+                Ok(f) => measured(f, "one thread preads a batch per partition from the page cache into each answer, checks each CRC-32C and sends the answer over loopback TCP; CPU of that thread"),
+                Err(e) => self.fail("fetch bare loop", &e.to_string()),
+            }
+        } else {
+            skipped("the produce loop did not run".into())
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        (produce, fetch)
     }
 
     /// W1 at `acks`, and W2 (catch-up read of all of it) on the same broker when `with_w2`.
@@ -1666,22 +1736,25 @@ fn disk_write(dir: &Path, bytes: u64) -> std::io::Result<f64> {
     result
 }
 
+/// Accepts one connection and reads it to its end: the bytes read.
+fn drain_connection(listener: TcpListener) -> std::io::Result<u64> {
+    let (mut s, _) = listener.accept()?;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut total = 0u64;
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
 /// Seconds to send `bytes` over one loopback TCP connection until the reader has them all.
 fn loopback(bytes: u64) -> std::io::Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
-        let (mut s, _) = listener.accept()?;
-        let mut buf = vec![0u8; MIB as usize];
-        let mut total = 0u64;
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n as u64;
-        }
-    });
+    let reader = std::thread::spawn(move || drain_connection(listener));
     let mut s = TcpStream::connect(addr)?;
     let buf = vec![0x5Au8; MIB as usize];
     let t = Instant::now();
@@ -1789,6 +1862,25 @@ fn targets(r: &Value) -> Value {
             ))
         }
     };
+    // The broker's CPU per GiB beside the bare loop of the same run (bench::bare).
+    let bare_note = |size_ok: bool, broker: &Value, bare: &Value| {
+        let mut notes = Vec::new();
+        if let Value::String(n) = size_note(size_ok) {
+            notes.push(n);
+        }
+        if let (Some(b), Some(l)) = (broker.as_f64(), bare["cpu_secs_per_gib"].as_f64()) {
+            notes.push(format!(
+                "the bare loop of this run: {l:.2} core-s/GiB (broker ÷ bare loop {:.2})",
+                b / l.max(1e-9)
+            ));
+        }
+        if notes.is_empty() {
+            Value::Null
+        } else {
+            json!(notes.join("; "))
+        }
+    };
+    let bare = &r["baselines"];
     let mut t = Vec::new();
     let mut add = |id: &str,
                    what: &str,
@@ -1823,7 +1915,11 @@ fn targets(r: &Value) -> Value {
         "core-s/GiB",
         None,
         Some(0.5),
-        size_note(!small),
+        bare_note(
+            !small,
+            &w["w1_acks_1"]["broker"]["cpu_secs_per_gib"],
+            &bare["produce_bare_loop"],
+        ),
     );
     add(
         "w1_large",
@@ -1850,7 +1946,11 @@ fn targets(r: &Value) -> Value {
         "core-s/GiB",
         None,
         Some(0.3),
-        size_note(!small),
+        bare_note(
+            !small,
+            &w["w2_catch_up"]["broker"]["cpu_secs_per_gib"],
+            &bare["fetch_bare_loop"],
+        ),
     );
     let w3 = w["w3_latency"]["runs"]
         .get(0)
@@ -2040,6 +2140,33 @@ fn markdown(r: &Value) -> String {
                 )
             }
             Some(st) => s += &format!("| {name} | {st} | | |\n"),
+        }
+    }
+    s += "\nBare loops, in the same run: the work a validating broker cannot leave out, with nothing \
+          around it (`bench::bare`; CPU of the threads doing the broker's part):\n\n\
+          | bare loop | bytes | seconds | MB/s | core-s/GiB |\n| --- | --- | --- | --- | --- |\n";
+    for (name, key) in [
+        (
+            "produce: loopback receive, CRC-32C, pwrite through the page cache, writeback hint",
+            "produce_bare_loop",
+        ),
+        (
+            "fetch: pread from the page cache, CRC-32C, loopback send",
+            "fetch_bare_loop",
+        ),
+    ] {
+        let v = &b[key];
+        match status_cell(v) {
+            None => {
+                s += &format!(
+                    "| {name} | {} | {} | {} | {} |\n",
+                    bytes_cell(&v["bytes"]),
+                    f(&v["secs"], 2),
+                    f(&v["mb_per_sec"], 0),
+                    f(&v["cpu_secs_per_gib"], 2)
+                )
+            }
+            Some(st) => s += &format!("| {name} | {st} | | | |\n"),
         }
     }
     s += "\nThroughput (values only, MB = 10⁶ bytes; CPU in core-seconds per GiB of values moved; \

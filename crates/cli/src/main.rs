@@ -50,7 +50,7 @@ enum Command {
     Perf(perf::PerfArgs),
     /// Run the benchmark suite: brokers on fresh data directories driven by `runnel perf`, with
     /// the machine's disk and loopback bandwidth; writes a Markdown and a JSON report.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// See `runnel_broker::huge_alloc`: a bogus array count in a request must not abort the broker.
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         Command::Group(args) => group::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Perf(args) => perf::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

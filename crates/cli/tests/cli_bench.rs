@@ -36,6 +36,8 @@ fn given_tiny_sizes_should_write_both_reports_with_every_workload() {
             "4MiB",
             "--loopback-size",
             "16MiB",
+            "--bare-size",
+            "8MiB",
             "--w3-duration",
             "100ms",
             "--w3-rate",
@@ -87,6 +89,13 @@ fn given_tiny_sizes_should_write_both_reports_with_every_workload() {
     for key in ["disk_write", "loopback_tcp"] {
         assert!(
             r["baselines"][key]["mb_per_sec"].as_f64().is_some(),
+            "{key}: {}",
+            r["baselines"]
+        );
+    }
+    for key in ["produce_bare_loop", "fetch_bare_loop"] {
+        assert!(
+            r["baselines"][key]["cpu_secs_per_gib"].as_f64().is_some(),
             "{key}: {}",
             r["baselines"]
         );
@@ -143,6 +152,8 @@ fn given_tiny_sizes_should_write_both_reports_with_every_workload() {
         "W4 at rest",
         "W5 restart",
         "Targets",
+        "Bare loops",
+        "the bare loop of this run",
         "smoke test",
         "runnel perf produce",
     ] {

@@ -1,0 +1,301 @@
+//! Bare loops: the work a validating broker cannot leave out, done with nothing around it, and
+//! its CPU per byte on this machine, measured in the same run as the workloads.
+//!
+//! The broker's CPU per GiB moves with the machine (by 20 to 50% between runs on a shared VM),
+//! and a target such as "W1 at most 0.5 broker core-seconds per GiB" is only reachable if the
+//! work that cannot be left out costs less than that. The bare loops do that work alone, with no
+//! protocol, no log structure and no async runtime, and count the CPU of the threads doing it
+//! (`getrusage(RUSAGE_THREAD)`), so that a report can set the broker's figure beside it:
+//!
+//! - **produce**: receive requests over loopback TCP, check each batch's CRC-32C, `pwrite` it at
+//!   the end of its partition's file through the page cache, and hint the writeback of each
+//!   written batch (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on a second thread), which is what
+//!   the broker's produce path does;
+//! - **fetch**: `pread` the batches back from the page cache (the files the produce loop just
+//!   wrote, as W2 reads what W1 wrote), check each CRC-32C and send the answers over loopback.
+//!
+//! The client's side of each (the sending or receiving thread) is not counted.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Writeback hints queued at most (the broker's queue holds 4,096).
+const HINTS_QUEUED_MAX: usize = 4096;
+
+/// One bare loop's measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bare {
+    pub bytes: u64,
+    pub secs: f64,
+    /// CPU seconds of the threads doing the broker's part (user + system).
+    pub cpu_secs: f64,
+}
+
+impl Bare {
+    pub fn cpu_secs_per_gib(&self) -> f64 {
+        self.cpu_secs / (self.bytes as f64 / (1u64 << 30) as f64)
+    }
+}
+
+/// The shape of the traffic: `partitions` batches of `batch_bytes` per request (or answer).
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub partitions: usize,
+    pub batch_bytes: usize,
+}
+
+impl Shape {
+    fn request_bytes(&self) -> usize {
+        self.partitions * self.batch_bytes
+    }
+
+    /// Requests that move at least one request's worth and at most `bytes`.
+    fn requests(&self, bytes: u64) -> u64 {
+        (bytes / self.request_bytes() as u64).max(1)
+    }
+}
+
+/// CPU seconds (user + system) of the calling thread so far.
+fn thread_cpu_secs() -> f64 {
+    // SAFETY: `getrusage` fills the zeroed struct we own; RUSAGE_THREAD is Linux's.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    if r != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+/// A batch's worth of the workloads' values: 1 KiB records, half of each random bytes.
+fn batch_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..len)
+        .map(|i| {
+            if i % 1024 < 512 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            } else {
+                b'v'
+            }
+        })
+        .collect()
+}
+
+fn spawn_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .expect("a thread for the bare loop")
+}
+
+fn io_other(what: &str) -> io::Error {
+    io::Error::other(what.to_string())
+}
+
+/// `sync_file_range(fd, pos, len, SYNC_FILE_RANGE_WRITE)`: start the writeback, do not wait.
+fn start_writeback(file: &File, pos: u64, len: usize) {
+    let (Ok(pos), Ok(len)) = (libc::off64_t::try_from(pos), libc::off64_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a syscall on a descriptor `file` keeps open; it reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), pos, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+fn partition_files(dir: &Path, partitions: usize, create: bool) -> io::Result<Vec<File>> {
+    (0..partitions)
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(create)
+                .create(create)
+                .truncate(create)
+                .open(dir.join(format!("bare-{p}.log")))
+        })
+        .collect()
+}
+
+/// The produce loop, writing one file per partition into `dir` (which it leaves in place for
+/// [`fetch`]). Moves `bytes` rounded down to whole requests (at least one).
+pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
+    let files = partition_files(dir, shape.partitions, true)?;
+    let batch = batch_bytes(shape.batch_bytes);
+    let crc_expected = crc32c::crc32c(&batch);
+    let requests = shape.requests(bytes);
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let client = spawn_named("bare-client", move || -> io::Result<()> {
+        let mut s = TcpStream::connect(addr)?;
+        let request = batch.repeat(shape.partitions);
+        for _ in 0..requests {
+            s.write_all(&request)?;
+        }
+        Ok(())
+    });
+    let (mut conn, _) = listener.accept()?;
+    let (hints, hints_rx) = mpsc::sync_channel::<(usize, u64)>(HINTS_QUEUED_MAX);
+    let hint_files = files
+        .iter()
+        .map(File::try_clone)
+        .collect::<io::Result<Vec<_>>>()?;
+    let writeback = spawn_named("bare-writeback", move || {
+        let cpu_start = thread_cpu_secs();
+        // Ends when the sender is dropped; one hint per iteration, bounded by the queue.
+        while let Ok((p, pos)) = hints_rx.recv() {
+            start_writeback(&hint_files[p], pos, shape.batch_bytes);
+        }
+        thread_cpu_secs() - cpu_start
+    });
+    let started = Instant::now();
+    let cpu_start = thread_cpu_secs();
+    let result = (|| -> io::Result<()> {
+        let mut request = vec![0u8; shape.request_bytes()];
+        let mut ends = vec![0u64; shape.partitions];
+        for _ in 0..requests {
+            conn.read_exact(&mut request)?;
+            for (p, batch) in request.chunks(shape.batch_bytes).enumerate() {
+                if crc32c::crc32c(batch) != crc_expected {
+                    return Err(io_other("a batch arrived with the wrong CRC-32C"));
+                }
+                files[p].write_all_at(batch, ends[p])?;
+                // A full queue drops the hint, as the broker's does.
+                let _ = hints.try_send((p, ends[p]));
+                ends[p] += batch.len() as u64;
+            }
+        }
+        Ok(())
+    })();
+    let cpu_secs = thread_cpu_secs() - cpu_start;
+    let secs = started.elapsed().as_secs_f64();
+    drop(hints);
+    drop(conn);
+    let writeback_cpu_secs = writeback
+        .join()
+        .map_err(|_| io_other("the writeback thread panicked"))?;
+    let sent = client
+        .join()
+        .map_err(|_| io_other("the sending thread panicked"))?;
+    result?;
+    sent?;
+    Ok(Bare {
+        bytes: requests * shape.request_bytes() as u64,
+        secs,
+        cpu_secs: cpu_secs + writeback_cpu_secs,
+    })
+}
+
+/// The fetch loop: reads back what [`produce`] wrote to `dir` (each answer one batch per
+/// partition, `pread` into the answer, CRC-32C checked), and sends the answers over loopback.
+/// Moves `bytes` rounded down to whole answers, and at most what the files hold.
+pub fn fetch(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
+    let files = partition_files(dir, shape.partitions, false)?;
+    let crc_expected = crc32c::crc32c(&batch_bytes(shape.batch_bytes));
+    let held = files[0].metadata()?.len() / shape.batch_bytes as u64;
+    let answers = shape.requests(bytes).min(held);
+    if answers == 0 {
+        return Err(io_other("the produce loop left nothing to read"));
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let client = spawn_named("bare-client", move || super::drain_connection(listener));
+    let mut conn = TcpStream::connect(addr)?;
+    let started = Instant::now();
+    let cpu_start = thread_cpu_secs();
+    let result = (|| -> io::Result<()> {
+        let mut answer = vec![0u8; shape.request_bytes()];
+        for a in 0..answers {
+            let pos = a * shape.batch_bytes as u64;
+            for (p, batch) in answer.chunks_mut(shape.batch_bytes).enumerate() {
+                files[p].read_exact_at(batch, pos)?;
+                if crc32c::crc32c(batch) != crc_expected {
+                    return Err(io_other("a batch read back with the wrong CRC-32C"));
+                }
+            }
+            conn.write_all(&answer)?;
+        }
+        conn.shutdown(std::net::Shutdown::Write)
+    })();
+    let cpu_secs = thread_cpu_secs() - cpu_start;
+    drop(conn);
+    let received = client
+        .join()
+        .map_err(|_| io_other("the receiving thread panicked"))?;
+    let secs = started.elapsed().as_secs_f64();
+    result?;
+    let moved = answers * shape.request_bytes() as u64;
+    if received? != moved {
+        return Err(io_other("the receiving thread did not get every answer"));
+    }
+    Ok(Bare {
+        bytes: moved,
+        secs,
+        cpu_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_small_shape_the_bare_loops_move_whole_requests_and_read_back_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Shape {
+            partitions: 3,
+            batch_bytes: 64 << 10,
+        };
+        // 1 MiB is 5 requests of 192 KiB and change: rounded down to 5.
+        let p = produce(dir.path(), 1 << 20, shape).unwrap();
+        assert_eq!(p.bytes, 5 * 3 * (64 << 10));
+        assert!(p.secs > 0.0 && p.cpu_secs >= 0.0);
+        for i in 0..3 {
+            let len = std::fs::metadata(dir.path().join(format!("bare-{i}.log")))
+                .unwrap()
+                .len();
+            assert_eq!(len, 5 * (64 << 10));
+        }
+        // Asking for more than was written reads what is there.
+        let f = fetch(dir.path(), 4 << 20, shape).unwrap();
+        assert_eq!(f.bytes, p.bytes);
+    }
+
+    #[test]
+    fn given_a_corrupted_batch_the_fetch_loop_fails_instead_of_sending_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Shape {
+            partitions: 2,
+            batch_bytes: 4096,
+        };
+        produce(dir.path(), 4 * 8192, shape).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("bare-1.log"))
+            .unwrap();
+        f.write_all_at(b"X", 4096 + 17).unwrap();
+        let e = fetch(dir.path(), 4 * 8192, shape).unwrap_err();
+        assert!(e.to_string().contains("CRC-32C"), "{e}");
+    }
+
+    #[test]
+    fn the_cpu_per_gib_is_the_cpu_over_the_gibibytes() {
+        let f = Bare {
+            bytes: 2 << 30,
+            secs: 1.0,
+            cpu_secs: 1.5,
+        };
+        assert_eq!(f.cpu_secs_per_gib(), 0.75);
+    }
+}
