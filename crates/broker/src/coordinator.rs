@@ -29,6 +29,9 @@ pub(crate) enum ShardCommand {
         request: Box<ShardRequest>,
         ctx: RequestContext,
         reply: oneshot::Sender<GroupResponse>,
+        /// A TxnOffsetCommit's KIP-890 verification of the producer's transaction in the
+        /// shard's partition, for the transactional batch its offsets are written in.
+        verification: Option<runnel_log::VerificationGuard>,
     },
     /// Write a transaction marker into the shard's partition and end the producer's
     /// transactional offset commits accordingly (the transaction coordinator's marker for
@@ -205,6 +208,19 @@ impl Broker {
         ctx: &RequestContext,
         request: ShardRequest,
     ) -> Result<GroupResponse, KafkaError> {
+        self.shard_request_verified(index, ctx, request, None).await
+    }
+
+    /// [`shard_request`](Self::shard_request) of a TxnOffsetCommit, with the KIP-890
+    /// verification of the producer's transaction in the shard's partition (taken by the
+    /// TxnOffsetCommit handler), which the transactional batch of its offsets presents.
+    pub(crate) async fn shard_request_verified(
+        self: &Arc<Self>,
+        index: usize,
+        ctx: &RequestContext,
+        request: ShardRequest,
+        verification: Option<runnel_log::VerificationGuard>,
+    ) -> Result<GroupResponse, KafkaError> {
         let shards = self.group_coordinators().await?;
         let (reply, rx) = oneshot::channel();
         let not_available = || KafkaError::new(ResponseError::CoordinatorNotAvailable);
@@ -213,6 +229,7 @@ impl Broker {
                 request: Box::new(request),
                 ctx: ctx.clone(),
                 reply,
+                verification,
             })
             .await
             .map_err(|_| not_available())?;
@@ -332,7 +349,7 @@ async fn run_shard(
     let mut pending: HashMap<RequestId, oneshot::Sender<GroupResponse>> = HashMap::new();
     let mut next_id: RequestId = 1;
     let out = shard.loaded(now_ms());
-    if !apply(&broker, &partition, out, &mut pending) {
+    if !apply(&broker, &partition, out, &mut pending, None) {
         if let Ok(s) = load(&partition) {
             shard = s;
         }
@@ -348,14 +365,17 @@ async fn run_shard(
                 None => std::future::pending::<()>().await,
             }
         };
+        // The verification of the request being handled, if it brought one.
+        let mut verification = None;
         let out = tokio::select! {
             cmd = rx.recv() => {
                 match cmd {
                     None => return,
-                    Some(ShardCommand::Request { request, ctx, reply }) => {
+                    Some(ShardCommand::Request { request, ctx, reply, verification: v }) => {
                         let id = next_id;
                         next_id += 1;
                         pending.insert(id, reply);
+                        verification = v;
                         let topics = ImageTopics(broker.image());
                         shard.handle_with_context(id, *request, &ctx, &topics, now_ms())
                     }
@@ -384,9 +404,11 @@ async fn run_shard(
             }
             _ = crate::state::stopped(&mut shutdown) => return,
         };
-        if !apply(&broker, &partition, out, &mut pending) {
+        if !apply(&broker, &partition, out, &mut pending, verification) {
             // The shard may hold state the log does not: answer what it holds with
-            // NOT_COORDINATOR (clients retry), then rebuild it from the log.
+            // NOT_COORDINATOR (clients retry), then rebuild it from the log. This is also
+            // how a transactional offset commit whose transaction ended between its
+            // verification and its append (KIP-890) is undone.
             for (id, response) in shard.unload().responses {
                 if let Some(tx) = pending.remove(&id) {
                     let _ = tx.send(response);
@@ -405,17 +427,23 @@ async fn run_shard(
 }
 
 /// Appends the output's records, then sends its responses. Returns false if the append
-/// failed (the responses are then dropped, which the waiting handlers see as an error).
+/// failed or was refused (the responses are then dropped, which the waiting handlers see as
+/// an error). `verification` goes with the output's transactional batch.
 fn apply(
     broker: &Broker,
     partition: &Partition,
     out: Output,
     pending: &mut HashMap<RequestId, oneshot::Sender<GroupResponse>>,
+    verification: Option<runnel_log::VerificationGuard>,
 ) -> bool {
     use runnel_log::AppendOrigin;
     let mut batches = Vec::with_capacity(2);
     if !out.records.is_empty() {
-        batches.push((encode_records(&out.records, now_ms()), AppendOrigin::Client));
+        batches.push((
+            encode_records(&out.records, now_ms()),
+            AppendOrigin::Client,
+            None,
+        ));
     }
     if let Some(txn) = &out.txn_records {
         // Transactional offset commits: a transactional batch of the producer, written by
@@ -429,11 +457,25 @@ fn apply(
             Some(producer),
             now_ms(),
         );
-        batches.push((batch, AppendOrigin::Coordinator));
+        batches.push((batch, AppendOrigin::Coordinator, verification));
     }
-    for (batch, origin) in batches {
-        let appended =
-            batch.and_then(|b| crate::internal_topic::append(broker, partition, b, origin));
+    for (batch, origin, verification) in batches {
+        let appended = match batch {
+            Err(e) => Err(e),
+            Ok(b) => {
+                match crate::internal_topic::append(broker, partition, b, origin, verification) {
+                    Ok(()) => Ok(()),
+                    // KIP-890: the producer's transaction ended after its verification.
+                    // Nothing was written; the shard's pending offsets are undone by reloading.
+                    Err(e @ runnel_log::LogError::InvalidTxnState { .. }) => {
+                        warn!(partition = partition.index, error = %e,
+                            "transactional offset commit refused: the transaction ended since it was verified");
+                        return false;
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
         if let Err(e) = appended {
             error!(partition = partition.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
             for (id, _) in out.responses {

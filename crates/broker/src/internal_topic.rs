@@ -111,20 +111,25 @@ pub(crate) fn replay_partition(
 }
 
 /// Appends a coordinator's batch to its partition (blocking the task, not the runtime), then
-/// advances the high watermark and wakes long-polling fetches.
+/// advances the high watermark and wakes long-polling fetches. A producer's transactional
+/// batch carries the KIP-890 `verification` taken before its transaction was checked.
 pub(crate) fn append(
     broker: &Broker,
     partition: &Partition,
     mut batch: BytesMut,
     origin: runnel_log::AppendOrigin,
-) -> Result<(), String> {
+    verification: Option<runnel_log::VerificationGuard>,
+) -> Result<(), runnel_log::LogError> {
     let now = now_ms();
     let info = tokio::task::block_in_place(|| {
-        partition
-            .log
-            .append_from(&mut batch, partition.leader_epoch, now, origin)
-    })
-    .map_err(|e| e.to_string())?;
+        partition.log.append_from(
+            &mut batch,
+            partition.leader_epoch,
+            now,
+            origin,
+            verification,
+        )
+    })?;
     partition.advance_high_watermark(info.last_offset + 1);
     broker.data_arrived.notify_waiters();
     Ok(())

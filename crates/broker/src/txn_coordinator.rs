@@ -305,7 +305,9 @@ async fn apply(
                     partition,
                     batch,
                     runnel_log::AppendOrigin::Client,
+                    None,
                 )
+                .map_err(|e| e.to_string())
             });
             if let Err(e) = appended {
                 error!(partition = partition.index, error = %e, "cannot append to {TRANSACTION_STATE_TOPIC}");

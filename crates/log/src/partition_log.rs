@@ -451,26 +451,29 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        self.append_from(records, leader_epoch, now_ms, AppendOrigin::Client)
+        self.append_from(records, leader_epoch, now_ms, AppendOrigin::Client, None)
     }
 
     /// [`append`](Self::append) with the writer named: a coordinator's own writes (group
     /// coordinator records, transactional offset commits, markers) carry no client sequence
     /// numbers, so their sequences are not checked (Kafka's `AppendOrigin.COORDINATOR`);
-    /// producer epochs and transactions are tracked as for a client.
+    /// producer epochs and transactions are tracked as for a client. A coordinator writing a
+    /// producer's transactional batch (offsets committed in a transaction) passes the KIP-890
+    /// `verification` it took, as [`append_shared`](Self::append_shared) does.
     pub fn append_from(
         &self,
         records: &mut [u8],
         leader_epoch: i32,
         now_ms: i64,
         origin: AppendOrigin,
+        verification: Option<VerificationGuard>,
     ) -> Result<AppendInfo, LogError> {
         self.append_set(
             RecordSet::InPlace(records),
             leader_epoch,
             now_ms,
             origin,
-            None,
+            verification,
         )
     }
 
@@ -1239,7 +1242,13 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         let mut batch = build_marker_batch(marker, now_ms);
-        self.append_from(&mut batch, leader_epoch, now_ms, AppendOrigin::Coordinator)
+        self.append_from(
+            &mut batch,
+            leader_epoch,
+            now_ms,
+            AppendOrigin::Coordinator,
+            None,
+        )
     }
 
     /// The first offset of the oldest open transaction (Kafka's first unstable offset); the

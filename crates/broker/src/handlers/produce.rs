@@ -211,84 +211,6 @@ fn transactional_producer(records: Option<&bytes::Bytes>) -> Option<(i64, i16)> 
         .map(|b| (b.producer_id(), b.producer_epoch()))
 }
 
-/// KIP-890 part 1: before a transactional batch opens a transaction in a partition, the
-/// transaction coordinator confirms that the producer's ongoing transaction includes that
-/// partition (AddPartitionsToTxn verify_only). A late or stray write (say, a retry after the
-/// transaction was aborted) is refused with INVALID_TXN_STATE instead of opening a
-/// transaction that nothing would ever close (a "hanging" transaction, which would hold the
-/// partition's last stable offset back for good).
-async fn verify_transaction(
-    broker: &Arc<Broker>,
-    transactional_id: &str,
-    topic: &TopicState,
-    index: i32,
-    producer: (i64, i16),
-) -> Result<(), KafkaError> {
-    use kafka_protocol::messages::add_partitions_to_txn_request::{
-        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
-    };
-    use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TopicName};
-    let Some(partition) = topic.partition(index) else {
-        return Ok(());
-    };
-    if partition
-        .log
-        .ongoing_transactions()
-        .iter()
-        .any(|&(_, producer_id)| producer_id == producer.0)
-    {
-        return Ok(());
-    }
-    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
-        AddPartitionsToTxnTransaction::default()
-            .with_transactional_id(sb(transactional_id).into())
-            .with_producer_id(ProducerId(producer.0))
-            .with_producer_epoch(producer.1)
-            .with_verify_only(true)
-            .with_topics(vec![AddPartitionsToTxnTopic::default()
-                .with_name(TopicName(sb(&topic.name)))
-                .with_partitions(vec![index])]),
-    ]);
-    let refused = |code: i16| {
-        let error = match ResponseError::try_from_code(code) {
-            // A fenced producer: Produce answers it with INVALID_PRODUCER_EPOCH, as Kafka does
-            // (PRODUCER_FENCED is not among Produce's error codes).
-            Some(ResponseError::ProducerFenced) | Some(ResponseError::InvalidProducerEpoch) => {
-                ResponseError::InvalidProducerEpoch
-            }
-            Some(e) => e,
-            None => ResponseError::InvalidTxnState,
-        };
-        KafkaError::with_message(
-            error,
-            "the partition is not part of the producer's ongoing transaction",
-        )
-    };
-    let response = super::txn_routing::route(
-        broker,
-        transactional_id,
-        4,
-        runnel_txn::TxnRequest::AddPartitionsToTxn(request),
-    )
-    .await;
-    let runnel_txn::TxnResponse::AddPartitionsToTxn(r) = response else {
-        return Err(refused(ResponseError::InvalidTxnState.code()));
-    };
-    if r.error_code != 0 {
-        return Err(refused(r.error_code));
-    }
-    for result in &r.results_by_transaction {
-        for t in &result.topic_results {
-            for p in &t.results_by_partition {
-                if p.partition_error_code != 0 {
-                    return Err(refused(p.partition_error_code));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Reply {
     let acks = req.acks;
     let transactional_id = req.transactional_id.as_ref().map(|t| t.to_string());
@@ -323,8 +245,15 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
                             verification = topic
                                 .partition(p.index)
                                 .map(|part| part.log.start_txn_verification(producer.0, now_ms()));
-                            if let Err(e) =
-                                verify_transaction(broker, id, &topic, p.index, producer).await
+                            if let Err(e) = super::txn_routing::verify_transaction(
+                                broker,
+                                id,
+                                &topic,
+                                p.index,
+                                producer,
+                                version >= 11,
+                            )
+                            .await
                             {
                                 out.push(error_response(p.index, &e));
                                 continue;

@@ -3,6 +3,13 @@
 //! shard that owns the group. They are written as a transactional batch of the producer into
 //! `__consumer_offsets` and become visible only when the transaction commits (its marker
 //! reaches that partition). Version 5 (transaction version 2) is not advertised.
+//!
+//! As in Kafka (KIP-890 part 1, the group coordinator's transactional writes), the handler
+//! first asks the transaction coordinator whether the group's partition of
+//! `__consumer_offsets` is in the producer's ongoing transaction (AddOffsetsToTxn put it
+//! there), holding a verification of that partition's log from before the question until the
+//! append: a commit outside the transaction, or one whose transaction ended meanwhile, is
+//! refused instead of opening a transaction in `__consumer_offsets` that nothing would close.
 
 use std::sync::Arc;
 
@@ -11,11 +18,13 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use runnel_group::shard::RequestContext;
-use runnel_group::{GroupRequest, GroupResponse};
+use runnel_group::{GroupRequest, GroupResponse, ShardRequest};
 use runnel_protocol::VersionRange;
 
 use super::group_routing::route;
-use crate::state::Broker;
+use crate::coordinator::OFFSETS_TOPIC;
+use crate::errors::KafkaError;
+use crate::state::{now_ms, Broker};
 
 pub const VERSIONS: VersionRange = VersionRange::new(0, 4);
 
@@ -32,16 +41,28 @@ pub async fn handle(
         GroupResponse::TxnOffsetCommit(r) => Some(r),
         _ => None,
     };
-    match route(
-        broker,
-        ctx,
-        &group_id,
-        version,
-        GroupRequest::TxnOffsetCommit(req),
-        unwrap,
-    )
-    .await
-    {
+    let answered = if group_id.is_empty() {
+        // INVALID_GROUP_ID from the coordinator, before any verification (as in Kafka).
+        route(
+            broker,
+            ctx,
+            &group_id,
+            version,
+            GroupRequest::TxnOffsetCommit(req),
+            unwrap,
+        )
+        .await
+    } else {
+        verified(broker, ctx, req, version).await.and_then(|r| {
+            unwrap(r).ok_or_else(|| {
+                KafkaError::with_message(
+                    kafka_protocol::ResponseError::UnknownServerError,
+                    "coordinator answered with another response kind",
+                )
+            })
+        })
+    };
+    match answered {
         Ok(r) => r,
         Err(e) => TxnOffsetCommitResponse::default().with_topics(
             topics
@@ -63,4 +84,48 @@ pub async fn handle(
                 .collect(),
         ),
     }
+}
+
+/// Verifies that the group's partition of `__consumer_offsets` is in the producer's ongoing
+/// transaction (KIP-890), then sends the request to the shard that owns the group with the
+/// verification its transactional batch must present.
+async fn verified(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: TxnOffsetCommitRequest,
+    version: i16,
+) -> Result<GroupResponse, KafkaError> {
+    let shards = broker.group_coordinators().await?.len();
+    let index = runnel_group::partition_for_group(req.group_id.as_str(), shards as i32);
+    let topic = broker.topic(OFFSETS_TOPIC).ok_or_else(|| {
+        KafkaError::with_message(
+            kafka_protocol::ResponseError::CoordinatorNotAvailable,
+            format!("{OFFSETS_TOPIC} is not open"),
+        )
+    })?;
+    let producer = (req.producer_id.0, req.producer_epoch);
+    // Taken before asking: a marker written meanwhile (the transaction ended) voids it.
+    let verification = topic
+        .partition(index)
+        .map(|p| p.log.start_txn_verification(producer.0, now_ms()));
+    super::txn_routing::verify_transaction(
+        broker,
+        req.transactional_id.as_str(),
+        &topic,
+        index,
+        producer,
+        version >= 4,
+    )
+    .await?;
+    broker
+        .shard_request_verified(
+            index as usize,
+            ctx,
+            ShardRequest {
+                version,
+                body: GroupRequest::TxnOffsetCommit(req),
+            },
+            verification,
+        )
+        .await
 }
