@@ -31,7 +31,7 @@ pub(crate) enum ShardCommand {
         reply: oneshot::Sender<GroupResponse>,
         /// A TxnOffsetCommit's KIP-890 verification of the producer's transaction in the
         /// shard's partition, for the transactional batch its offsets are written in.
-        verification: Option<runnel_log::VerificationGuard>,
+        verification: Option<TxnVerification>,
     },
     /// Write a transaction marker into the shard's partition and end the producer's
     /// transactional offset commits accordingly (the transaction coordinator's marker for
@@ -40,6 +40,15 @@ pub(crate) enum ShardCommand {
         marker: Marker,
         reply: oneshot::Sender<Result<(), String>>,
     },
+}
+
+/// A TxnOffsetCommit's KIP-890 verification, and the error code its partitions get if the
+/// transactional batch is refused at the append anyway (the transaction ended in between):
+/// INVALID_TXN_STATE or TRANSACTION_ABORTABLE, by the request's version.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxnVerification {
+    pub(crate) guard: runnel_log::VerificationGuard,
+    pub(crate) refused_code: i16,
 }
 
 /// The shards of the group coordinator, started when `__consumer_offsets` exists.
@@ -219,7 +228,7 @@ impl Broker {
         index: usize,
         ctx: &RequestContext,
         request: ShardRequest,
-        verification: Option<runnel_log::VerificationGuard>,
+        verification: Option<TxnVerification>,
     ) -> Result<GroupResponse, KafkaError> {
         let shards = self.group_coordinators().await?;
         let (reply, rx) = oneshot::channel();
@@ -349,7 +358,7 @@ async fn run_shard(
     let mut pending: HashMap<RequestId, oneshot::Sender<GroupResponse>> = HashMap::new();
     let mut next_id: RequestId = 1;
     let out = shard.loaded(now_ms());
-    if !apply(&broker, &partition, out, &mut pending, None) {
+    if apply(&broker, &partition, out, &mut pending, None) == Applied::Failed {
         if let Ok(s) = load(&partition) {
             shard = s;
         }
@@ -404,11 +413,17 @@ async fn run_shard(
             }
             _ = crate::state::stopped(&mut shutdown) => return,
         };
-        if !apply(&broker, &partition, out, &mut pending, verification) {
+        let mut applied = apply(&broker, &partition, out, &mut pending, verification);
+        if let Applied::TxnRefused { producer_id } = applied {
+            // Nothing of the producer's is open in the log (else the batch would not have
+            // opened a transaction), so its pending offsets in the shard are this request's
+            // alone: aborting them brings the shard back to what the log holds.
+            let out = shard.complete_txn(producer_id, false, now_ms());
+            applied = apply(&broker, &partition, out, &mut pending, None);
+        }
+        if applied == Applied::Failed {
             // The shard may hold state the log does not: answer what it holds with
-            // NOT_COORDINATOR (clients retry), then rebuild it from the log. This is also
-            // how a transactional offset commit whose transaction ended between its
-            // verification and its append (KIP-890) is undone.
+            // NOT_COORDINATOR (clients retry), then rebuild it from the log.
             for (id, response) in shard.unload().responses {
                 if let Some(tx) = pending.remove(&id) {
                     let _ = tx.send(response);
@@ -426,16 +441,30 @@ async fn run_shard(
     }
 }
 
-/// Appends the output's records, then sends its responses. Returns false if the append
-/// failed or was refused (the responses are then dropped, which the waiting handlers see as
-/// an error). `verification` goes with the output's transactional batch.
+/// What [`apply`] did with an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Records appended, responses sent.
+    Done,
+    /// An append failed: the responses were dropped (the waiting handlers see an error)
+    /// and the shard may hold state the log does not.
+    Failed,
+    /// The transactional batch of `producer_id` was refused (KIP-890: its transaction ended
+    /// after the verification) and not written; the other records were appended and the
+    /// responses sent, the TxnOffsetCommit's with the refusal. The shard still holds the
+    /// producer's refused offsets as pending.
+    TxnRefused { producer_id: i64 },
+}
+
+/// Appends the output's records, then sends its responses. `verification` goes with the
+/// output's transactional batch.
 fn apply(
     broker: &Broker,
     partition: &Partition,
-    out: Output,
+    mut out: Output,
     pending: &mut HashMap<RequestId, oneshot::Sender<GroupResponse>>,
-    verification: Option<runnel_log::VerificationGuard>,
-) -> bool {
+    verification: Option<TxnVerification>,
+) -> Applied {
     use runnel_log::AppendOrigin;
     let mut batches = Vec::with_capacity(2);
     if !out.records.is_empty() {
@@ -445,6 +474,7 @@ fn apply(
             None,
         ));
     }
+    let mut refused = None;
     if let Some(txn) = &out.txn_records {
         // Transactional offset commits: a transactional batch of the producer, written by
         // the coordinator (no sequence numbers to check).
@@ -457,38 +487,188 @@ fn apply(
             Some(producer),
             now_ms(),
         );
-        batches.push((batch, AppendOrigin::Coordinator, verification));
+        batches.push((
+            batch,
+            AppendOrigin::Coordinator,
+            verification.map(|v| (v, txn.producer_id)),
+        ));
     }
     for (batch, origin, verification) in batches {
+        let guard = verification.map(|(v, _)| v.guard);
         let appended = match batch {
             Err(e) => Err(e),
-            Ok(b) => {
-                match crate::internal_topic::append(broker, partition, b, origin, verification) {
-                    Ok(()) => Ok(()),
-                    // KIP-890: the producer's transaction ended after its verification.
-                    // Nothing was written; the shard's pending offsets are undone by reloading.
-                    Err(e @ runnel_log::LogError::InvalidTxnState { .. }) => {
-                        warn!(partition = partition.index, error = %e,
-                            "transactional offset commit refused: the transaction ended since it was verified");
-                        return false;
+            Ok(b) => match crate::internal_topic::append(broker, partition, b, origin, guard) {
+                Ok(()) => Ok(()),
+                // KIP-890: the producer's transaction ended after its verification.
+                Err(e @ runnel_log::LogError::InvalidTxnState { .. }) => match verification {
+                    Some((v, producer_id)) => {
+                        warn!(partition = partition.index, producer_id, error = %e,
+                                "transactional offset commit refused: its transaction ended since it was verified");
+                        refused = Some((v.refused_code, producer_id));
+                        Ok(())
                     }
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+                    None => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            },
         };
         if let Err(e) = appended {
             error!(partition = partition.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
             for (id, _) in out.responses {
                 pending.remove(&id);
             }
-            return false;
+            return Applied::Failed;
         }
     }
     broker.coordinators.track(&out.records);
+    if let Some((code, _)) = refused {
+        for (_, response) in &mut out.responses {
+            if let GroupResponse::TxnOffsetCommit(r) = response {
+                refuse_txn_offset_commit(r, code);
+            }
+        }
+    }
     for (id, response) in out.responses {
         if let Some(tx) = pending.remove(&id) {
             let _ = tx.send(response);
         }
     }
-    true
+    match refused {
+        Some((_, producer_id)) => Applied::TxnRefused { producer_id },
+        None => Applied::Done,
+    }
+}
+
+/// Gives `code` to every partition of a TxnOffsetCommit answer that the shard had accepted
+/// (those it refused keep their own error).
+fn refuse_txn_offset_commit(r: &mut kafka_protocol::messages::TxnOffsetCommitResponse, code: i16) {
+    for t in &mut r.topics {
+        for p in &mut t.partitions {
+            if p.error_code == 0 {
+                p.error_code = code;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        GroupId, OffsetFetchRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use runnel_group::GroupRequest;
+
+    fn sb(s: &str) -> StrBytes {
+        StrBytes::from_string(s.to_string())
+    }
+
+    /// KIP-890 at the append: the handler verified the transaction, then its marker was
+    /// written before the shard appended the offsets. The batch is refused, nothing is
+    /// written, the request is answered with the verification's refusal code, and the shard
+    /// holds nothing pending for the producer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_the_transaction_ended_after_verification_should_refuse_the_offsets_and_keep_nothing(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::from_sources(
+            None,
+            &[
+                ("log.dirs".to_string(), dir.path().display().to_string()),
+                ("offsets.topic.num.partitions".to_string(), "3".to_string()),
+            ],
+        )
+        .unwrap();
+        let metrics = Arc::new(runnel_metrics::Metrics::new());
+        let broker = tokio::task::block_in_place(|| {
+            Broker::open(config, "localhost".into(), 9092, metrics, None)
+        })
+        .unwrap();
+        let input = TopicSpec {
+            name: "input".into(),
+            num_partitions: 1,
+            replication_factor: 1,
+            assignments: Vec::new(),
+            configs: Vec::new(),
+        };
+        assert!(broker.create_topics(vec![input], false).await[0].is_ok());
+        let shards = broker.group_coordinators().await.unwrap().len();
+        let group = "g-ended";
+        let index = runnel_group::partition_for_group(group, shards as i32);
+        let offsets = broker.topic(OFFSETS_TOPIC).unwrap();
+        let partition = offsets.partition(index).unwrap();
+        let producer_id = 4242;
+        let guard = partition.log.start_txn_verification(producer_id, now_ms());
+        // The transaction ends before the commit reaches the shard.
+        let marker = Marker {
+            producer_id,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            commit: false,
+        };
+        broker.write_group_marker(index, marker).await.unwrap();
+        let end_before = partition.log.log_end_offset();
+
+        let commit = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(sb("tx")))
+            .with_group_id(GroupId(sb(group)))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(sb("input")))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)
+                    .with_committed_leader_epoch(-1)])]);
+        let refused_code = ResponseError::InvalidTxnState.code();
+        let ask = |version: i16, body: GroupRequest, verification: Option<TxnVerification>| {
+            let broker = broker.clone();
+            async move {
+                let request = ShardRequest { version, body };
+                let ctx = RequestContext::default();
+                broker
+                    .shard_request_verified(index as usize, &ctx, request, verification)
+                    .await
+                    .unwrap()
+            }
+        };
+        let verification = TxnVerification {
+            guard,
+            refused_code,
+        };
+        let answer = ask(3, GroupRequest::TxnOffsetCommit(commit), Some(verification)).await;
+        let GroupResponse::TxnOffsetCommit(r) = answer else {
+            panic!("another response kind: {answer:?}");
+        };
+        assert_eq!(r.topics[0].partitions[0].error_code, refused_code);
+        assert_eq!(
+            partition.log.log_end_offset(),
+            end_before,
+            "nothing written"
+        );
+        assert!(partition.log.ongoing_transactions().is_empty());
+
+        // Nothing pending: a stable read answers at once, with no offset.
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_require_stable(true)
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(sb("input")))
+                .with_partition_indexes(vec![0])]));
+        let answer = ask(7, GroupRequest::OffsetFetch(fetch), None).await;
+        let GroupResponse::OffsetFetch(r) = answer else {
+            panic!("another response kind: {answer:?}");
+        };
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((r.error_code, p.error_code, p.committed_offset), (0, 0, -1));
+        tokio::task::block_in_place(|| broker.shutdown());
+    }
 }

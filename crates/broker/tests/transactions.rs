@@ -150,6 +150,39 @@ async fn given_txn_offset_commits_outside_the_producers_transaction_should_refus
         commit_offset_v(&mut c, producer, 3, 4).await,
         ResponseError::TransactionAbortable.code()
     );
+    // A partition of an unknown topic keeps its own error beside the refused one.
+    let mixed = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id())
+        .with_group_id(group())
+        .with_producer_id(producer.0)
+        .with_producer_epoch(producer.1)
+        .with_generation_id(-1)
+        .with_topics(
+            [TOPIC, "kip890-no-such-topic"]
+                .iter()
+                .map(|t| {
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(name(t))
+                        .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(3)
+                            .with_committed_leader_epoch(-1)])
+                })
+                .collect(),
+        );
+    let r = c.send(&mixed, 3).await;
+    let codes: Vec<i16> = r
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            invalid_txn_state,
+            ResponseError::UnknownTopicOrPartition.code()
+        ]
+    );
 
     // Inside the transaction: accepted, and visible once the transaction commits.
     assert_eq!(add_offsets(&mut c, producer).await, 0);

@@ -702,18 +702,24 @@ impl Suite {
     /// per partition per request), in a scratch directory of the data root.
     fn bare_loops(&mut self) -> (Value, Value) {
         let bytes = self.plan.bare_size;
-        if let Err(reason) = self.room_for(bytes) {
+        let shape = match bare::Shape::new(
+            self.plan.partitions.max(1) as usize,
+            self.plan.batch_size as usize,
+        ) {
+            Ok(shape) => shape,
+            Err(e) => {
+                let f = self.fail("bare loops", &e.to_string());
+                return (f.clone(), f);
+            }
+        };
+        if let Err(reason) = self.room_for(shape.bytes_moved(bytes)) {
             return (skipped(reason.clone()), skipped(reason));
         }
-        let shape = bare::Shape {
-            partitions: self.plan.partitions.max(1) as usize,
-            batch_bytes: (self.plan.batch_size as usize).max(4096),
-        };
         eprintln!(
             "runnel bench [baselines]: bare loops, {} each way ({} batches of {} per request)",
             human_bytes(bytes),
-            shape.partitions,
-            human_bytes(shape.batch_bytes as u64)
+            shape.partitions(),
+            human_bytes(shape.batch_bytes() as u64)
         );
         let dir = self
             .plan
@@ -1754,8 +1760,10 @@ fn drain_connection(listener: TcpListener) -> std::io::Result<u64> {
 fn loopback(bytes: u64) -> std::io::Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let reader = std::thread::spawn(move || drain_connection(listener));
+    // Connected before the reading thread starts, so that a failed connect leaves no thread
+    // waiting in accept.
     let mut s = TcpStream::connect(addr)?;
+    let reader = std::thread::spawn(move || drain_connection(listener));
     let buf = vec![0x5Au8; MIB as usize];
     let t = Instant::now();
     write_bytes(&mut s, &buf, bytes)?;
@@ -1869,9 +1877,14 @@ fn targets(r: &Value) -> Value {
             notes.push(n);
         }
         if let (Some(b), Some(l)) = (broker.as_f64(), bare["cpu_secs_per_gib"].as_f64()) {
+            // A loop too short for the clock's resolution measures 0: no ratio then.
+            let ratio = if l > 0.0 {
+                format!(" (broker ÷ bare loop {:.2})", b / l)
+            } else {
+                String::new()
+            };
             notes.push(format!(
-                "the bare loop of this run: {l:.2} core-s/GiB (broker ÷ bare loop {:.2})",
-                b / l.max(1e-9)
+                "the bare loop of this run: {l:.2} core-s/GiB{ratio}"
             ));
         }
         if notes.is_empty() {

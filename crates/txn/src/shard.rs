@@ -566,7 +566,7 @@ impl TransactionCoordinatorShard {
                     self.add_partitions_to_txn(version, &req, topics, now_ms, &mut out),
                 ),
                 TxnRequest::AddOffsetsToTxn(req) => TxnResponse::AddOffsetsToTxn(
-                    self.add_offsets_to_txn(version, &req, now_ms, &mut out),
+                    self.add_offsets_to_txn(version, &req, topics, now_ms, &mut out),
                 ),
                 TxnRequest::EndTxn(req) => {
                     TxnResponse::EndTxn(self.end_txn(version, &req, producer_ids, now_ms, &mut out))
@@ -892,13 +892,18 @@ impl TransactionCoordinatorShard {
         &mut self,
         version: i16,
         req: &AddOffsetsToTxnRequest,
+        topics: &dyn TopicMetadata,
         now_ms: i64,
         out: &mut Output,
     ) -> AddOffsetsToTxnResponse {
-        let partition = runnel_group::partition_for_group(
-            &req.group_id.0,
-            self.config.offsets_partitions.max(1),
-        );
+        // The group's partition among those `__consumer_offsets` has (as the group
+        // coordinator counts them); the configured count only until the topic exists.
+        let offsets_partitions = topics
+            .topic_by_name(OFFSETS_TOPIC)
+            .map(|t| t.partitions)
+            .filter(|&n| n > 0)
+            .unwrap_or(self.config.offsets_partitions.max(1));
+        let partition = runnel_group::partition_for_group(&req.group_id.0, offsets_partitions);
         let e = self.add_partitions(
             &req.transactional_id.0,
             req.producer_id.0,

@@ -261,6 +261,27 @@ fn given_add_offsets_when_called_should_add_the_groups_consumer_offsets_partitio
 }
 
 #[test]
+fn given_consumer_offsets_with_other_than_the_configured_partitions_should_add_the_groups_real_partition(
+) {
+    // The group coordinator places a group by the partitions __consumer_offsets has, not by
+    // offsets.topic.num.partitions (changed after the topic was created): so must this.
+    let mut h = Harness::default();
+    h.topics.0.push(runnel_group::TopicInfo {
+        name: OFFSETS_TOPIC.into(),
+        topic_id: uuid::Uuid::from_u128(99),
+        partitions: 7,
+    });
+    let p = h.init("tx");
+    assert_eq!(h.add_offsets_at(3, "tx", p, "my-group"), NONE);
+    let expected = runnel_group::partition_for_group("my-group", 7);
+    assert_ne!(expected, runnel_group::partition_for_group("my-group", 50));
+    assert!(h
+        .txn("tx")
+        .partitions
+        .contains(&TopicPartition::new(OFFSETS_TOPIC, expected)));
+}
+
+#[test]
 fn given_an_ongoing_transaction_when_committed_should_prepare_then_complete_after_markers() {
     let mut h = Harness::default();
     let p = ongoing(&mut h, "tx");

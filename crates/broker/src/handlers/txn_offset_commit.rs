@@ -22,7 +22,7 @@ use runnel_group::{GroupRequest, GroupResponse, ShardRequest};
 use runnel_protocol::VersionRange;
 
 use super::group_routing::route;
-use crate::coordinator::OFFSETS_TOPIC;
+use crate::coordinator::{TxnVerification, OFFSETS_TOPIC};
 use crate::errors::KafkaError;
 use crate::state::{now_ms, Broker};
 
@@ -35,14 +35,27 @@ pub async fn handle(
     version: i16,
 ) -> TxnOffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
-    // Every partition gets the coordinator's error if it cannot answer.
+    // Every partition gets the coordinator's error if it cannot answer, or the verification's
+    // if it refused, but for those of unknown topics (UNKNOWN_TOPIC_OR_PARTITION, as the
+    // coordinator answers them).
     let topics = req.topics.clone();
+    let known = |topic: &str, partition: i32| {
+        broker
+            .topic(topic)
+            .is_some_and(|t| t.partition(partition).is_some())
+    };
+    let any_known = topics.iter().any(|t| {
+        t.partitions
+            .iter()
+            .any(|p| known(t.name.as_str(), p.partition_index))
+    });
     let unwrap = |r| match r {
         GroupResponse::TxnOffsetCommit(r) => Some(r),
         _ => None,
     };
-    let answered = if group_id.is_empty() {
-        // INVALID_GROUP_ID from the coordinator, before any verification (as in Kafka).
+    let answered = if group_id.is_empty() || !any_known {
+        // INVALID_GROUP_ID, or UNKNOWN_TOPIC_OR_PARTITION for every partition, from the
+        // coordinator, before any verification (as in Kafka).
         route(
             broker,
             ctx,
@@ -68,18 +81,23 @@ pub async fn handle(
             topics
                 .into_iter()
                 .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let code = if known(t.name.as_str(), p.partition_index) {
+                                e.code()
+                            } else {
+                                kafka_protocol::ResponseError::UnknownTopicOrPartition.code()
+                            };
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect();
                     TxnOffsetCommitResponseTopic::default()
                         .with_name(t.name)
-                        .with_partitions(
-                            t.partitions
-                                .into_iter()
-                                .map(|p| {
-                                    TxnOffsetCommitResponsePartition::default()
-                                        .with_partition_index(p.partition_index)
-                                        .with_error_code(e.code())
-                                })
-                                .collect(),
-                        )
+                        .with_partitions(partitions)
                 })
                 .collect(),
         ),
@@ -104,17 +122,24 @@ async fn verified(
         )
     })?;
     let producer = (req.producer_id.0, req.producer_epoch);
+    let abortable_known = version >= 4;
+    let refused_code = if abortable_known {
+        kafka_protocol::ResponseError::TransactionAbortable.code()
+    } else {
+        kafka_protocol::ResponseError::InvalidTxnState.code()
+    };
     // Taken before asking: a marker written meanwhile (the transaction ended) voids it.
-    let verification = topic
-        .partition(index)
-        .map(|p| p.log.start_txn_verification(producer.0, now_ms()));
+    let verification = topic.partition(index).map(|p| TxnVerification {
+        guard: p.log.start_txn_verification(producer.0, now_ms()),
+        refused_code,
+    });
     super::txn_routing::verify_transaction(
         broker,
         req.transactional_id.as_str(),
         &topic,
         index,
         producer,
-        version >= 4,
+        abortable_known,
     )
     .await?;
     broker

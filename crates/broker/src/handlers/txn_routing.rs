@@ -127,14 +127,22 @@ pub(crate) async fn verify_transaction(
     if r.error_code != 0 {
         return Err(refused(r.error_code));
     }
+    // The answer must name this partition with no error: anything else (an error, or an
+    // answer about other partitions only) refuses.
+    let mut confirmed = false;
     for result in &r.results_by_transaction {
         for t in &result.topic_results {
             for p in &t.results_by_partition {
                 if p.partition_error_code != 0 {
                     return Err(refused(p.partition_error_code));
                 }
+                confirmed |= t.name.as_str() == topic.name && p.partition_index == index;
             }
         }
     }
-    Ok(())
+    if confirmed {
+        Ok(())
+    } else {
+        Err(refused(ResponseError::InvalidTxnState.code()))
+    }
 }

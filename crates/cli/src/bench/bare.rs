@@ -28,6 +28,10 @@ use std::time::Instant;
 /// Writeback hints queued at most (the broker's queue holds 4,096).
 const HINTS_QUEUED_MAX: usize = 4096;
 
+/// Largest request (partitions × batch bytes) a loop takes: it holds about three of them in
+/// memory (the sender's, the receiver's, one batch's worth of values).
+pub const REQUEST_BYTES_MAX: usize = 256 << 20;
+
 /// One bare loop's measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bare {
@@ -46,31 +50,62 @@ impl Bare {
 /// The shape of the traffic: `partitions` batches of `batch_bytes` per request (or answer).
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
-    pub partitions: usize,
-    pub batch_bytes: usize,
+    partitions: usize,
+    batch_bytes: usize,
 }
 
 impl Shape {
+    /// At least one partition and 4 KiB batches; requests up to [`REQUEST_BYTES_MAX`].
+    pub fn new(partitions: usize, batch_bytes: usize) -> io::Result<Shape> {
+        let shape = Shape {
+            partitions: partitions.max(1),
+            batch_bytes: batch_bytes.max(4096),
+        };
+        match shape.partitions.checked_mul(shape.batch_bytes) {
+            Some(n) if n <= REQUEST_BYTES_MAX => Ok(shape),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} batches of {} bytes per request: more than {REQUEST_BYTES_MAX} bytes",
+                    shape.partitions, shape.batch_bytes
+                ),
+            )),
+        }
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+
     fn request_bytes(&self) -> usize {
         self.partitions * self.batch_bytes
     }
 
-    /// Requests that move at least one request's worth and at most `bytes`.
+    /// Whole requests in `bytes`, and at least one (which may be more than `bytes`).
     fn requests(&self, bytes: u64) -> u64 {
         (bytes / self.request_bytes() as u64).max(1)
+    }
+
+    /// The bytes a loop asked for `bytes` moves: [`requests`](Self::requests) whole requests.
+    pub fn bytes_moved(&self, bytes: u64) -> u64 {
+        self.requests(bytes) * self.request_bytes() as u64
     }
 }
 
 /// CPU seconds (user + system) of the calling thread so far.
-fn thread_cpu_secs() -> f64 {
+fn thread_cpu_secs() -> io::Result<f64> {
     // SAFETY: `getrusage` fills the zeroed struct we own; RUSAGE_THREAD is Linux's.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
     if r != 0 {
-        return 0.0;
+        return Err(io::Error::last_os_error());
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
+    Ok(secs(ru.ru_utime) + secs(ru.ru_stime))
 }
 
 /// A batch's worth of the workloads' values: 1 KiB records, half of each random bytes.
@@ -136,28 +171,29 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
     let crc_expected = crc32c::crc32c(&batch);
     let requests = shape.requests(bytes);
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
+    // Connected before the sending thread starts, so that no error leaves a thread or this
+    // one waiting for the other (a loopback connect completes from the listen queue).
+    let mut client_end = TcpStream::connect(listener.local_addr()?)?;
+    let (mut conn, _) = listener.accept()?;
     let client = spawn_named("bare-client", move || -> io::Result<()> {
-        let mut s = TcpStream::connect(addr)?;
         let request = batch.repeat(shape.partitions);
         for _ in 0..requests {
-            s.write_all(&request)?;
+            client_end.write_all(&request)?;
         }
         Ok(())
     });
-    let (mut conn, _) = listener.accept()?;
     let (hints, hints_rx) = mpsc::sync_channel::<(usize, u64)>(HINTS_QUEUED_MAX);
     let hint_files = files
         .iter()
         .map(File::try_clone)
         .collect::<io::Result<Vec<_>>>()?;
-    let writeback = spawn_named("bare-writeback", move || {
-        let cpu_start = thread_cpu_secs();
+    let writeback = spawn_named("bare-writeback", move || -> io::Result<f64> {
+        let cpu_start = thread_cpu_secs()?;
         // Ends when the sender is dropped; one hint per iteration, bounded by the queue.
         while let Ok((p, pos)) = hints_rx.recv() {
             start_writeback(&hint_files[p], pos, shape.batch_bytes);
         }
-        thread_cpu_secs() - cpu_start
+        Ok(thread_cpu_secs()? - cpu_start)
     });
     let started = Instant::now();
     let cpu_start = thread_cpu_secs();
@@ -178,7 +214,7 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
         }
         Ok(())
     })();
-    let cpu_secs = thread_cpu_secs() - cpu_start;
+    let cpu_end = thread_cpu_secs();
     let secs = started.elapsed().as_secs_f64();
     drop(hints);
     drop(conn);
@@ -190,6 +226,8 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
         .map_err(|_| io_other("the sending thread panicked"))?;
     result?;
     sent?;
+    let cpu_secs = cpu_end? - cpu_start?;
+    let writeback_cpu_secs = writeback_cpu_secs?;
     Ok(Bare {
         bytes: requests * shape.request_bytes() as u64,
         secs,
@@ -209,9 +247,9 @@ pub fn fetch(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
         return Err(io_other("the produce loop left nothing to read"));
     }
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
+    // Connected before the receiving thread starts (see `produce`).
+    let mut conn = TcpStream::connect(listener.local_addr()?)?;
     let client = spawn_named("bare-client", move || super::drain_connection(listener));
-    let mut conn = TcpStream::connect(addr)?;
     let started = Instant::now();
     let cpu_start = thread_cpu_secs();
     let result = (|| -> io::Result<()> {
@@ -228,7 +266,7 @@ pub fn fetch(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
         }
         conn.shutdown(std::net::Shutdown::Write)
     })();
-    let cpu_secs = thread_cpu_secs() - cpu_start;
+    let cpu_end = thread_cpu_secs();
     drop(conn);
     let received = client
         .join()
@@ -242,7 +280,7 @@ pub fn fetch(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
     Ok(Bare {
         bytes: moved,
         secs,
-        cpu_secs,
+        cpu_secs: cpu_end? - cpu_start?,
     })
 }
 
@@ -253,10 +291,7 @@ mod tests {
     #[test]
     fn given_a_small_shape_the_bare_loops_move_whole_requests_and_read_back_what_was_written() {
         let dir = tempfile::tempdir().unwrap();
-        let shape = Shape {
-            partitions: 3,
-            batch_bytes: 64 << 10,
-        };
+        let shape = Shape::new(3, 64 << 10).unwrap();
         // 1 MiB is 5 requests of 192 KiB and change: rounded down to 5.
         let p = produce(dir.path(), 1 << 20, shape).unwrap();
         assert_eq!(p.bytes, 5 * 3 * (64 << 10));
@@ -275,10 +310,7 @@ mod tests {
     #[test]
     fn given_a_corrupted_batch_the_fetch_loop_fails_instead_of_sending_it() {
         let dir = tempfile::tempdir().unwrap();
-        let shape = Shape {
-            partitions: 2,
-            batch_bytes: 4096,
-        };
+        let shape = Shape::new(2, 4096).unwrap();
         produce(dir.path(), 4 * 8192, shape).unwrap();
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -287,6 +319,16 @@ mod tests {
         f.write_all_at(b"X", 4096 + 17).unwrap();
         let e = fetch(dir.path(), 4 * 8192, shape).unwrap_err();
         assert!(e.to_string().contains("CRC-32C"), "{e}");
+    }
+
+    #[test]
+    fn a_shape_is_bounded_and_moves_whole_requests() {
+        let shape = Shape::new(8, 1 << 20).unwrap();
+        assert_eq!(shape.bytes_moved(3 << 20), 8 << 20, "at least one request");
+        assert_eq!(shape.bytes_moved((17 << 20) + 5), 16 << 20);
+        assert_eq!(Shape::new(0, 1).unwrap().bytes_moved(0), 4096);
+        assert!(Shape::new(257, 1 << 20).is_err());
+        assert!(Shape::new(usize::MAX, 1 << 20).is_err());
     }
 
     #[test]
