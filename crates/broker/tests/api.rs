@@ -235,6 +235,39 @@ async fn produce_then_fetch_returns_batches_as_stored_with_assigned_offsets() {
     b.stop().await;
 }
 
+/// A fetch first reads from memory on its worker thread; bytes evicted from the page cache
+/// are read again where blocking is allowed. Either way the consumer gets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_segment_evicted_from_the_page_cache_a_fetch_should_still_serve_it() {
+    use std::os::fd::AsRawFd;
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    assert_eq!(
+        create_topic(&mut c, "cold", 1).await.topics[0].error_code,
+        0
+    );
+    for i in 0..5 {
+        assert_eq!(
+            produce(&mut c, "cold", 0, simple_batch(0, 4)).await,
+            (0, i * 4)
+        );
+    }
+    let segment = b.dir.path().join("cold-0").join(format!("{:020}.log", 0));
+    let f = std::fs::File::open(&segment).expect("the segment file");
+    f.sync_all().unwrap();
+    // SAFETY: an advice call on a descriptor we hold open.
+    let advised = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(advised, 0);
+    let resp = c.send(&fetch_req("cold", 0, 0, 0, 0), 12).await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert_eq!(
+        offsets_of(p.records.as_ref().unwrap()),
+        vec![(0, 3), (4, 7), (8, 11), (12, 15), (16, 19)]
+    );
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_rejects_corrupt_oversized_and_misaddressed_records() {
     let b = TestBroker::start_with(&[

@@ -110,6 +110,12 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// A read inside [`crate::storage::memory_only`] that would have waited for the disk:
+    /// not a failure; the caller reads again where it may block.
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, LogError::Io { source, .. } if crate::storage::is_would_block(source))
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         LogError::Io {
             op,

@@ -30,6 +30,9 @@
 //! - [`Storage::rename`] atomically replaces the target, as `rename(2)`.
 //! - Errors carry their OS error code where there is one: the log tells a full disk
 //!   ([`is_no_space`]) from other failures.
+//! - Inside [`memory_only`], a read of a storage that may have to wait for a disk reads only
+//!   bytes already in memory and fails with [`io::ErrorKind::WouldBlock`] where it would wait
+//!   ([`FsStorage`]: `preadv2` with `RWF_NOWAIT`). Storages that never wait ignore it.
 
 use std::ffi::OsString;
 
@@ -191,6 +194,69 @@ pub trait StorageFile: Send + Sync + Debug {
             out.truncate(start);
         }
         read
+    }
+}
+
+thread_local! {
+    /// Set inside [`memory_only`] on this thread.
+    static MEMORY_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's storage reads limited to bytes already in memory: a read of
+/// [`FsStorage`] that would wait for the disk fails with [`io::ErrorKind::WouldBlock`] instead
+/// (`preadv2(2)` with `RWF_NOWAIT`; a file system that cannot tell answers the same). An async
+/// caller tries a read this way on its runtime thread and, on
+/// [`is_would_block`], does it again where blocking is allowed, so that a read from the disk
+/// never holds up the other tasks of that thread. Nested calls keep the mode; it is restored
+/// when `f` returns or panics.
+pub fn memory_only<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MEMORY_ONLY.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(MEMORY_ONLY.with(|m| m.replace(true)));
+    f()
+}
+
+/// Whether an error is a read inside [`memory_only`] that would have waited for the disk.
+pub fn is_would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// `pread(2)` of up to `len` bytes at `offset` into `dst`, or, inside [`memory_only`],
+/// `preadv2(2)` with `RWF_NOWAIT`.
+///
+/// # Safety
+/// `dst` must be valid for writes of `len` bytes and not aliased for the call.
+unsafe fn pread_raw(fd: i32, dst: *mut u8, len: usize, offset: libc::off_t) -> io::Result<usize> {
+    let n = if MEMORY_ONLY.with(|m| m.get()) {
+        let iov = libc::iovec {
+            iov_base: dst.cast(),
+            iov_len: len,
+        };
+        // SAFETY: one iovec over `dst`, valid for `len` bytes (the caller's promise).
+        let n = unsafe { libc::preadv2(fd, &iov, 1, offset, libc::RWF_NOWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                // Not in memory (EAGAIN), or the file system cannot read without waiting.
+                Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) => {
+                    io::Error::new(io::ErrorKind::WouldBlock, "the bytes are not in memory")
+                }
+                _ => e,
+            });
+        }
+        n
+    } else {
+        // SAFETY: as above.
+        unsafe { libc::pread(fd, dst.cast(), len, offset) }
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -381,7 +447,15 @@ impl StorageFile for FsFile {
         Ok(self.file.metadata()?.len())
     }
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        FileExt::read_at(&*self.file, buf, pos)
+        use std::os::fd::AsRawFd;
+        let Ok(offset) = libc::off_t::try_from(pos) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("position {pos} beyond what pread takes"),
+            ));
+        };
+        // SAFETY: `buf` is ours for the call, valid for `buf.len()` bytes.
+        unsafe { pread_raw(self.file.as_raw_fd(), buf.as_mut_ptr(), buf.len(), offset) }
     }
     /// `pread(2)` straight into `out`'s spare capacity: the reads that serve fetches do not
     /// zero their buffer first (the memset was a tenth of the catch-up read's broker CPU).
@@ -405,26 +479,25 @@ impl StorageFile for FsFile {
             // mutably); pread writes at most that many bytes there and no reference to
             // them exists until `set_len` below marks the ones it wrote initialised.
             let n = unsafe {
-                libc::pread(
+                pread_raw(
                     self.file.as_raw_fd(),
-                    out.as_mut_ptr().add(start + read_bytes).cast(),
+                    out.as_mut_ptr().add(start + read_bytes),
                     len - read_bytes,
                     offset,
                 )
             };
             match n {
-                0 => {
+                Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!("file ended after {read_bytes} of {len} bytes at position {pos}"),
                     ))
                 }
-                n if n > 0 => {
-                    read_bytes += (n as usize).min(len - read_bytes);
+                Ok(n) => {
+                    read_bytes += n.min(len - read_bytes);
                     interrupted = 0;
                 }
-                _ => {
-                    let e = io::Error::last_os_error();
+                Err(e) => {
                     if e.kind() == io::ErrorKind::Interrupted
                         && interrupted < INTERRUPTED_RETRIES_MAX
                     {

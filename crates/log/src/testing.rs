@@ -894,6 +894,15 @@ pub fn storage_conformance(storage: &dyn Storage, root: &Path) {
     let mut buf = [0u8; 11];
     file.read_exact_at(&mut buf, 0).expect("read_exact_at");
     assert_eq!(&buf, b"hello World");
+    // Inside memory_only a read returns the bytes or WouldBlock, never anything else.
+    let mut nowait = [0u8; 11];
+    match crate::storage::memory_only(|| file.read_exact_at(&mut nowait, 0)) {
+        Ok(()) => assert_eq!(&nowait, b"hello World", "a memory-only read"),
+        Err(e) => assert!(
+            crate::storage::is_would_block(&e),
+            "a memory-only read fails only with WouldBlock: {e}"
+        ),
+    }
     let mut tail = [0u8; 8];
     let n = file.read_at(&mut tail, 6).expect("read_at near the end");
     assert!(

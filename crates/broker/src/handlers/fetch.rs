@@ -120,12 +120,26 @@ fn read_partition(
     }
     // KIP-74: the first batch of the response is returned even if larger than the limits.
     let min_one_batch = !*response_has_records;
-    match partition.log.read(
-        spec.fetch_offset,
-        limit as usize,
-        upper_bound,
-        min_one_batch,
-    ) {
+    let read = || {
+        partition.log.read(
+            spec.fetch_offset,
+            limit as usize,
+            upper_bound,
+            min_one_batch,
+        )
+    };
+    // From memory on this worker thread; what must come from the disk is read again where
+    // blocking is allowed (`block_in_place` hands this thread's other tasks to another
+    // worker), so that a consumer reading old data does not hold up the connections that
+    // share its worker.
+    let read = match runnel_log::storage::memory_only(read) {
+        Err(e) if e.is_would_block() => {
+            tracing::trace!(topic = %topic.name, partition = key.partition, "fetch reads from the disk");
+            tokio::task::block_in_place(read)
+        }
+        other => other,
+    };
+    match read {
         Ok(read) => {
             let n = read.bytes.len();
             if read_committed && n > 0 {

@@ -7,6 +7,7 @@ mod compaction;
 mod conformance;
 mod faults;
 mod lifecycle;
+mod memory_only;
 mod model;
 mod power_loss;
 mod producer;
