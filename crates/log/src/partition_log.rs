@@ -1748,13 +1748,13 @@ impl PartitionLog {
                 Some(snapshot.base_offset + i64::from(e.relative_offset)),
             )),
             Some(e) => {
-                self.rebuild_indexes(
+                self.rebuild_or_defer(
                     snapshot,
                     &format!(
                         "index entry {e:?} points beyond the segment's {} bytes",
                         snapshot.size_bytes
                     ),
-                );
+                )?;
                 Ok((0, None))
             }
         }
@@ -1780,7 +1780,7 @@ impl PartitionLog {
                 *position,
             );
             if let Some(reason) = mismatch {
-                self.rebuild_indexes(snapshot, &reason);
+                self.rebuild_or_defer(snapshot, &reason)?;
                 *position = 0;
             }
         }
@@ -1800,11 +1800,30 @@ impl PartitionLog {
             let found = reader.header_at(*position).map_err(read)?;
             let mismatch = index_entry_mismatch((&found).into(), named, *position);
             if let Some(reason) = mismatch {
-                self.rebuild_indexes(snapshot, &reason);
+                self.rebuild_or_defer(snapshot, &reason)?;
                 *position = 0;
             }
         }
         reader.header_at(*position).map_err(read)
+    }
+
+    /// Rebuilds the segment's indexes ([`Self::rebuild_indexes`]); inside
+    /// [`storage::memory_only`](crate::storage::memory_only) it answers would-block instead,
+    /// so that the caller reads again where it may wait (a rebuild reads the whole segment
+    /// and writes and syncs files).
+    fn rebuild_or_defer(&self, snapshot: &SegmentSnapshot, reason: &str) -> Result<(), LogError> {
+        if crate::storage::in_memory_only() {
+            return Err(LogError::io(
+                "read",
+                &snapshot.files.log_path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "the segment's indexes must be rebuilt, which may wait for the disk",
+                ),
+            ));
+        }
+        self.rebuild_indexes(snapshot, reason);
+        Ok(())
     }
 
     /// Snapshot of the segment holding `offset` (the last one starting at or before it).

@@ -77,6 +77,10 @@ impl PartitionLog {
             sealed,
         ) {
             Ok(outcome) => outcome,
+            Err(e) if crate::storage::is_would_block(&e) => {
+                // Not a failure: a memory-only read; the next read outside the mode rebuilds.
+                return;
+            }
             Err(e) => {
                 error!(segment = %log_path.display(), error = %e, "could not read the segment to rebuild its indexes");
                 return;

@@ -32,7 +32,8 @@
 //!   ([`is_no_space`]) from other failures.
 //! - Inside [`memory_only`], a read of a storage that may have to wait for a disk reads only
 //!   bytes already in memory and fails with [`io::ErrorKind::WouldBlock`] where it would wait
-//!   ([`FsStorage`]: `preadv2` with `RWF_NOWAIT`). Storages that never wait ignore it.
+//!   ([`FsStorage`]: `preadv2` with `RWF_NOWAIT`; where that is unavailable, plain reads after
+//!   the first refusal). Storages that never wait ignore it. [`may_block`] lifts the mode.
 
 use std::ffi::OsString;
 
@@ -210,15 +211,38 @@ thread_local! {
 /// never holds up the other tasks of that thread. Nested calls keep the mode; it is restored
 /// when `f` returns or panics.
 pub fn memory_only<T>(f: impl FnOnce() -> T) -> T {
+    with_memory_only(true, f)
+}
+
+/// Runs `f` with this thread's reads allowed to wait for the disk again (the fallback of a
+/// read that [`memory_only`] refused, even when called inside that mode). Restored when `f`
+/// returns or panics.
+pub fn may_block<T>(f: impl FnOnce() -> T) -> T {
+    with_memory_only(false, f)
+}
+
+/// Runs `f` with the mode `on` or off, then restores it (also when `f` panics).
+fn with_memory_only<T>(on: bool, f: impl FnOnce() -> T) -> T {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             MEMORY_ONLY.with(|m| m.set(self.0));
         }
     }
-    let _restore = Restore(MEMORY_ONLY.with(|m| m.replace(true)));
+    let _restore = Restore(MEMORY_ONLY.with(|m| m.replace(on)));
     f()
 }
+
+/// Whether this thread is inside [`memory_only`].
+pub(crate) fn in_memory_only() -> bool {
+    MEMORY_ONLY.with(|m| m.get())
+}
+
+/// Set when `preadv2` with `RWF_NOWAIT` proved unavailable here (no such system call, the
+/// flag refused, or a file system that cannot tell): reads in [`memory_only`] are then plain
+/// `pread`s, which may wait on the calling thread, as before the mode existed.
+static NOWAIT_UNAVAILABLE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Whether an error is a read inside [`memory_only`] that would have waited for the disk.
 pub fn is_would_block(e: &io::Error) -> bool {
@@ -231,7 +255,7 @@ pub fn is_would_block(e: &io::Error) -> bool {
 /// # Safety
 /// `dst` must be valid for writes of `len` bytes and not aliased for the call.
 unsafe fn pread_raw(fd: i32, dst: *mut u8, len: usize, offset: libc::off_t) -> io::Result<usize> {
-    let n = if MEMORY_ONLY.with(|m| m.get()) {
+    let n = if in_memory_only() && !NOWAIT_UNAVAILABLE.load(Ordering::Relaxed) {
         let iov = libc::iovec {
             iov_base: dst.cast(),
             iov_len: len,
@@ -240,10 +264,19 @@ unsafe fn pread_raw(fd: i32, dst: *mut u8, len: usize, offset: libc::off_t) -> i
         let n = unsafe { libc::preadv2(fd, &iov, 1, offset, libc::RWF_NOWAIT) };
         if n < 0 {
             let e = io::Error::last_os_error();
+            let would_block = || io::Error::new(io::ErrorKind::WouldBlock, e.to_string());
             return Err(match e.raw_os_error() {
-                // Not in memory (EAGAIN), or the file system cannot read without waiting.
-                Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) => {
-                    io::Error::new(io::ErrorKind::WouldBlock, "the bytes are not in memory")
+                // Not in memory.
+                Some(libc::EAGAIN) => would_block(),
+                // The mode is not available here: this read is retried where it may wait,
+                // and later ones are plain reads.
+                Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
+                    if !NOWAIT_UNAVAILABLE.swap(true, Ordering::Relaxed) {
+                        tracing::info!(error = %e, "reads cannot be limited to memory here \
+                            (preadv2 with RWF_NOWAIT); fetches read from the disk on the \
+                            thread that serves them");
+                    }
+                    would_block()
                 }
                 _ => e,
             });

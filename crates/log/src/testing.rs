@@ -1040,6 +1040,47 @@ pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attribute bit of a control batch.
 pub const ATTR_CONTROL: i16 = 0x20;
 
+/// Whether the file system under `dir` drops clean pages on `POSIX_FADV_DONTNEED` and answers
+/// `RWF_NOWAIT` reads (ext4, xfs, btrfs: the disks we test on), so that a test can force a
+/// read from the disk. tmpfs keeps every page in memory, and overlay file systems may not
+/// tell: there a test checks only what holds everywhere (and says so on stderr).
+pub fn evicts_and_tells(dir: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid path and a zeroed statfs for the call to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    const EXT4: u64 = 0xEF53;
+    const XFS: u64 = 0x5846_5342;
+    const BTRFS: u64 = 0x9123_683E;
+    let strong = matches!(st.f_type as u64 & 0xFFFF_FFFF, EXT4 | XFS | BTRFS);
+    if !strong {
+        eprintln!(
+            "note: {} keeps pages in memory or cannot tell; reads from the disk are not forced",
+            dir.display()
+        );
+    }
+    strong
+}
+
+/// Writes `path`'s pages to the disk and drops them from the page cache
+/// (`POSIX_FADV_DONTNEED`), so that the next read of it waits for the disk.
+pub fn evict_from_page_cache(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)?;
+    f.sync_all()?;
+    // SAFETY: an advice call on a descriptor we hold open.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
 /// Recomputes the CRC-32C of the single batch `batch` (bytes 21.. stored at 17..21).
 pub fn recompute_crc(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[OFF_ATTRIBUTES..]);

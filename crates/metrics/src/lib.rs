@@ -42,6 +42,7 @@
 //! | `runnel_topic_fetched_bytes_total`, `runnel_topic_fetched_records_total` | counter | `topic` |
 //! | `runnel_connections_active` | gauge | |
 //! | `runnel_connections_opened_total` | counter | |
+//! | `runnel_fetch_disk_reads_total` (partition reads of a Fetch that had to wait for the disk, done off the worker thread) | counter | |
 //! | `runnel_log_writeback_hints_dropped_total` | counter | |
 //! | `runnel_purgatory_requests` | gauge | `kind` (`produce`, `fetch`) |
 //! | `runnel_partition_log_start_offset`, `runnel_partition_log_end_offset`, `runnel_partition_high_watermark` | gauge | `topic`, `partition` |
@@ -89,6 +90,7 @@ pub struct Metrics {
     topics: RwLock<HashMap<String, TopicMetrics>>,
     connections_active: IntGauge,
     connections_opened: IntCounter,
+    fetch_disk_reads: IntCounter,
     purgatory: [IntGauge; 2],
     sources: Arc<ScrapeCollector>,
 }
@@ -168,6 +170,11 @@ impl Metrics {
             "Client connections accepted since start.",
         ));
         must(registry.register(Box::new(connections_opened.clone())));
+        let fetch_disk_reads = must(IntCounter::new(
+            "runnel_fetch_disk_reads_total",
+            "Partition reads of Fetch requests that had to wait for the disk (done off the worker thread).",
+        ));
+        must(registry.register(Box::new(fetch_disk_reads.clone())));
         let purgatory_vec = must(IntGaugeVec::new(
             Opts::new(
                 "runnel_purgatory_requests",
@@ -193,6 +200,7 @@ impl Metrics {
             topics: RwLock::new(HashMap::new()),
             connections_active,
             connections_opened,
+            fetch_disk_reads,
             purgatory,
             sources,
         }
@@ -292,6 +300,11 @@ impl Metrics {
     pub fn connection_opened(&self) {
         self.connections_opened.inc();
         self.connections_active.inc();
+    }
+
+    /// A Fetch read a partition's data from the disk (not only from memory).
+    pub fn fetch_disk_read(&self) {
+        self.fetch_disk_reads.inc();
     }
 
     /// A client connection was closed (once per [`Metrics::connection_opened`]).

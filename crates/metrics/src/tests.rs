@@ -530,6 +530,7 @@ fn given_every_kind_of_metric_when_rendered_should_parse_with_runnel_prefix_and_
         ),
         ("runnel_connections_active", PrometheusType::Gauge),
         ("runnel_connections_opened_total", PrometheusType::Counter),
+        ("runnel_fetch_disk_reads_total", PrometheusType::Counter),
         (
             "runnel_log_writeback_hints_dropped_total",
             PrometheusType::Counter,

@@ -135,7 +135,8 @@ fn read_partition(
     let read = match runnel_log::storage::memory_only(read) {
         Err(e) if e.is_would_block() => {
             tracing::trace!(topic = %topic.name, partition = key.partition, "fetch reads from the disk");
-            tokio::task::block_in_place(read)
+            broker.metrics.fetch_disk_read();
+            tokio::task::block_in_place(|| runnel_log::storage::may_block(read))
         }
         other => other,
     };

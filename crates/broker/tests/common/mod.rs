@@ -48,7 +48,11 @@ impl TestBroker {
     }
 
     pub async fn start_with(overrides: &[(&str, &str)]) -> TestBroker {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), overrides).await
+    }
+
+    /// A broker whose data directory is `dir`.
+    pub async fn start_in(dir: tempfile::TempDir, overrides: &[(&str, &str)]) -> TestBroker {
         let overrides: Vec<(String, String)> = overrides
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,7 +1,6 @@
 //! Reads that never wait for the disk (`storage::memory_only`): what a fetch on an async
 //! worker thread tries first.
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use bytes::BytesMut;
@@ -10,30 +9,12 @@ use runnel_log::{FsStorage, LogConfig, OpenMode, Storage};
 
 use crate::common::*;
 
-/// Whether the file system under `dir` evicts clean pages on `POSIX_FADV_DONTNEED` and
-/// answers `RWF_NOWAIT` reads: those of the disks we run on (ext4, xfs, btrfs). Elsewhere
-/// (tmpfs keeps every page in memory; overlay file systems may not tell) only the weaker
-/// promise is checked: the right bytes or `WouldBlock`, never anything else.
 fn evicts_and_tells(dir: &Path) -> bool {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid path and a zeroed statfs for the call to fill.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    const EXT4: i64 = 0xEF53;
-    const XFS: i64 = 0x5846_5342;
-    const BTRFS: i64 = 0x9123_683E;
-    matches!(st.f_type as i64, EXT4 | XFS | BTRFS)
+    runnel_log::testing::evicts_and_tells(dir)
 }
 
-/// Writes `path`'s pages to the disk and drops them from the page cache.
 fn evict(path: &Path) {
-    let f = std::fs::File::open(path).unwrap();
-    f.sync_all().unwrap();
-    // SAFETY: an advice call on a descriptor we hold open.
-    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(r, 0, "posix_fadvise");
+    runnel_log::testing::evict_from_page_cache(path).expect("evict");
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -72,6 +53,12 @@ fn given_evicted_bytes_a_memory_only_read_should_answer_would_block_and_a_plain_
         }
         Ok(()) => assert!(!strong, "read bytes that should have been evicted"),
     }
+
+    // may_block lifts the mode: the fallback of a refused read waits for the disk.
+    let mut lifted = vec![0u8; 8192];
+    memory_only(|| runnel_log::storage::may_block(|| file.read_exact_at(&mut lifted, 0))).unwrap();
+    assert_eq!(lifted, data[..8192]);
+    evict(&path);
 
     // Outside the mode the same reads wait for the disk and return the bytes; then they are
     // in memory, and the mode reads them too.

@@ -608,3 +608,42 @@ proptest! {
         prop_assert_eq!(info.base_offset, next);
     }
 }
+
+/// A read in the memory-only mode (a fetch on a worker thread) that finds an index entry to
+/// rebuild does not rebuild there (it reads the whole segment and writes files): it answers
+/// would-block, and the read that follows outside the mode rebuilds.
+#[test]
+fn given_an_index_entry_to_rebuild_when_read_in_memory_only_mode_should_leave_the_rebuild_to_a_read_that_may_wait(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, stored) = filled(tmp.path(), 40);
+    let before = index_files(tmp.path());
+    log.close().unwrap();
+    let index = seg_path(tmp.path(), 0, ".index");
+    let mut entries = offset_entries(&index);
+    entries[1].1 += 10;
+    write_offset_entries(&index, &entries);
+    let damaged = index_files(tmp.path());
+
+    let log = open(fs(), tmp.path(), small_config());
+    let mut deferred = 0;
+    for b in &stored {
+        let (base, _) = offsets_of(b)[0];
+        match runnel_log::storage::memory_only(|| log.read(base, 1, i64::MAX, true)) {
+            Ok(r) => assert_eq!(r.bytes.as_ref(), b.as_slice(), "offset {base}"),
+            Err(e) => {
+                assert!(e.is_would_block(), "offset {base}: {e}");
+                deferred += 1;
+            }
+        }
+    }
+    assert!(deferred > 0, "the damaged entry is met");
+    assert_eq!(
+        index_files(tmp.path()),
+        damaged,
+        "no rebuild inside the mode"
+    );
+    assert!(!log.has_failed());
+    assert_every_offset_reads_back(&log, &stored);
+    assert_eq!(index_files(tmp.path()), before, "rebuilt outside it");
+}
