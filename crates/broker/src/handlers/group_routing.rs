@@ -21,6 +21,14 @@ pub(crate) async fn route<T>(
     let response = broker
         .group_request(group_id, ctx, ShardRequest { version, body })
         .await?;
+    expect_kind(response, unwrap)
+}
+
+/// The response unwrapped to the kind the request expects; UNKNOWN_SERVER_ERROR otherwise.
+pub(crate) fn expect_kind<T>(
+    response: GroupResponse,
+    unwrap: fn(GroupResponse) -> Option<T>,
+) -> Result<T, KafkaError> {
     unwrap(response).ok_or_else(|| {
         KafkaError::with_message(
             kafka_protocol::ResponseError::UnknownServerError,

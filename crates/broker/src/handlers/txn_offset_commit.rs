@@ -21,7 +21,7 @@ use runnel_group::shard::RequestContext;
 use runnel_group::{GroupRequest, GroupResponse, ShardRequest};
 use runnel_protocol::VersionRange;
 
-use super::group_routing::route;
+use super::group_routing::{expect_kind, route};
 use crate::coordinator::{TxnVerification, OFFSETS_TOPIC};
 use crate::errors::KafkaError;
 use crate::state::{now_ms, Broker};
@@ -66,14 +66,9 @@ pub async fn handle(
         )
         .await
     } else {
-        verified(broker, ctx, req, version).await.and_then(|r| {
-            unwrap(r).ok_or_else(|| {
-                KafkaError::with_message(
-                    kafka_protocol::ResponseError::UnknownServerError,
-                    "coordinator answered with another response kind",
-                )
-            })
-        })
+        verified(broker, ctx, req, version)
+            .await
+            .and_then(|r| expect_kind(r, unwrap))
     };
     match answered {
         Ok(r) => r,
@@ -123,11 +118,7 @@ async fn verified(
     })?;
     let producer = (req.producer_id.0, req.producer_epoch);
     let abortable_known = version >= 4;
-    let refused_code = if abortable_known {
-        kafka_protocol::ResponseError::TransactionAbortable.code()
-    } else {
-        kafka_protocol::ResponseError::InvalidTxnState.code()
-    };
+    let refused_code = super::txn_routing::not_in_transaction(abortable_known).code();
     // Taken before asking: a marker written meanwhile (the transaction ended) voids it.
     let verification = topic.partition(index).map(|p| TxnVerification {
         guard: p.log.start_txn_verification(producer.0, now_ms()),

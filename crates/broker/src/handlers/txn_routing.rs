@@ -103,9 +103,7 @@ pub(crate) async fn verify_transaction(
             Some(ResponseError::ProducerFenced) | Some(ResponseError::InvalidProducerEpoch) => {
                 ResponseError::InvalidProducerEpoch
             }
-            Some(ResponseError::TransactionAbortable) if !abortable_known => {
-                ResponseError::InvalidTxnState
-            }
+            Some(ResponseError::TransactionAbortable) => not_in_transaction(abortable_known),
             Some(e) => e,
             None => ResponseError::InvalidTxnState,
         };
@@ -144,5 +142,16 @@ pub(crate) async fn verify_transaction(
         Ok(())
     } else {
         Err(refused(ResponseError::InvalidTxnState.code()))
+    }
+}
+
+/// The error for a write outside the producer's transaction: TRANSACTION_ABORTABLE for
+/// clients that know it (`abortable_known`), else INVALID_TXN_STATE (Kafka's
+/// AddPartitionsToTxnManager).
+pub(crate) fn not_in_transaction(abortable_known: bool) -> ResponseError {
+    if abortable_known {
+        ResponseError::TransactionAbortable
+    } else {
+        ResponseError::InvalidTxnState
     }
 }
