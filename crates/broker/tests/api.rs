@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{name, Client, TestBroker};
+use common::{create_topic, name, Client, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
@@ -24,16 +24,6 @@ use runnel_model::batch::Batches;
 
 fn code(e: ResponseError) -> i16 {
     e.code()
-}
-
-async fn create_topic(c: &mut Client, topic: &str, partitions: i32) -> CreateTopicsResponse {
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)])
-        .with_timeout_ms(5000);
-    c.send(&req, 7).await
 }
 
 fn produce_req(topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> ProduceRequest {

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{name, Client, TestBroker};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common::{create_topic, name, Client, TestBroker};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -29,18 +28,7 @@ fn group() -> GroupId {
 }
 
 async fn create_input_topic(c: &mut Client) {
-    let created = c
-        .send(
-            &CreateTopicsRequest::default()
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(name(TOPIC))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1)])
-                .with_timeout_ms(5000),
-            7,
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(create_topic(c, TOPIC, 1).await.topics[0].error_code, 0);
 }
 
 /// InitProducerId for the transactional id (retried while its coordinator loads).
@@ -83,20 +71,37 @@ async fn commit_offset_v(
     offset: i64,
     version: i16,
 ) -> i16 {
-    let req = TxnOffsetCommitRequest::default()
+    let r = c
+        .send(&commit_request(producer, &[TOPIC], offset), version)
+        .await;
+    r.topics[0].partitions[0].error_code
+}
+
+/// TxnOffsetCommit of `offset` for partition 0 of each of `topics`, in the group.
+fn commit_request(
+    producer: (ProducerId, i16),
+    topics: &[&str],
+    offset: i64,
+) -> TxnOffsetCommitRequest {
+    TxnOffsetCommitRequest::default()
         .with_transactional_id(txn_id())
         .with_group_id(group())
         .with_producer_id(producer.0)
         .with_producer_epoch(producer.1)
         .with_generation_id(-1)
-        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-            .with_name(name(TOPIC))
-            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(offset)
-                .with_committed_leader_epoch(-1)])]);
-    let r = c.send(&req, version).await;
-    r.topics[0].partitions[0].error_code
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(name(t))
+                        .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(-1)])
+                })
+                .collect(),
+        )
 }
 
 async fn end_txn(c: &mut Client, producer: (ProducerId, i16), commit: bool) -> i16 {
@@ -151,25 +156,7 @@ async fn given_txn_offset_commits_outside_the_producers_transaction_should_refus
         ResponseError::TransactionAbortable.code()
     );
     // A partition of an unknown topic keeps its own error beside the refused one.
-    let mixed = TxnOffsetCommitRequest::default()
-        .with_transactional_id(txn_id())
-        .with_group_id(group())
-        .with_producer_id(producer.0)
-        .with_producer_epoch(producer.1)
-        .with_generation_id(-1)
-        .with_topics(
-            [TOPIC, "kip890-no-such-topic"]
-                .iter()
-                .map(|t| {
-                    TxnOffsetCommitRequestTopic::default()
-                        .with_name(name(t))
-                        .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                            .with_partition_index(0)
-                            .with_committed_offset(3)
-                            .with_committed_leader_epoch(-1)])
-                })
-                .collect(),
-        );
+    let mixed = commit_request(producer, &[TOPIC, "kip890-no-such-topic"], 3);
     let r = c.send(&mixed, 3).await;
     let codes: Vec<i16> = r
         .topics

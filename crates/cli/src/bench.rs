@@ -2102,6 +2102,34 @@ fn status_cell(v: &Value) -> Option<String> {
     }
 }
 
+/// Table rows (bytes, seconds, MB/s, and with `cpu` core-s/GiB) of the baselines `rows` names.
+fn baseline_rows(b: &Value, rows: &[(&str, &str)], cpu: bool) -> String {
+    let mut s = String::new();
+    for (name, key) in rows {
+        let v = &b[*key];
+        let cpu_cell = |text: String| {
+            if cpu {
+                format!(" {text} |")
+            } else {
+                String::new()
+            }
+        };
+        match status_cell(v) {
+            None => {
+                s += &format!(
+                    "| {name} | {} | {} | {} |{}\n",
+                    bytes_cell(&v["bytes"]),
+                    f(&v["secs"], 2),
+                    f(&v["mb_per_sec"], 0),
+                    cpu_cell(f(&v["cpu_secs_per_gib"], 2))
+                )
+            }
+            Some(st) => s += &format!("| {name} | {st} | | |{}\n", cpu_cell(String::new())),
+        }
+    }
+    s
+}
+
 fn markdown(r: &Value) -> String {
     let mut s = String::new();
     let m = &r["machine"];
@@ -2138,50 +2166,31 @@ fn markdown(r: &Value) -> String {
         r["finished_at"].as_str().unwrap_or(""),
     );
     s += "Baselines, measured in the same run (MB = 10⁶ bytes):\n\n| | bytes | seconds | MB/s |\n| --- | --- | --- | --- |\n";
-    for (name, key) in [
-        ("sequential disk write, fsync at the end", "disk_write"),
-        ("loopback TCP, one connection", "loopback_tcp"),
-    ] {
-        let v = &b[key];
-        match status_cell(v) {
-            None => {
-                s += &format!(
-                    "| {name} | {} | {} | {} |\n",
-                    bytes_cell(&v["bytes"]),
-                    f(&v["secs"], 2),
-                    f(&v["mb_per_sec"], 0)
-                )
-            }
-            Some(st) => s += &format!("| {name} | {st} | | |\n"),
-        }
-    }
+    s += &baseline_rows(
+        b,
+        &[
+            ("sequential disk write, fsync at the end", "disk_write"),
+            ("loopback TCP, one connection", "loopback_tcp"),
+        ],
+        false,
+    );
     s += "\nBare loops, in the same run: the work a validating broker cannot leave out, with nothing \
           around it (`bench::bare`; CPU of the threads doing the broker's part):\n\n\
           | bare loop | bytes | seconds | MB/s | core-s/GiB |\n| --- | --- | --- | --- | --- |\n";
-    for (name, key) in [
-        (
-            "produce: loopback receive, CRC-32C, pwrite through the page cache, writeback hint",
-            "produce_bare_loop",
-        ),
-        (
-            "fetch: pread from the page cache, CRC-32C, loopback send",
-            "fetch_bare_loop",
-        ),
-    ] {
-        let v = &b[key];
-        match status_cell(v) {
-            None => {
-                s += &format!(
-                    "| {name} | {} | {} | {} | {} |\n",
-                    bytes_cell(&v["bytes"]),
-                    f(&v["secs"], 2),
-                    f(&v["mb_per_sec"], 0),
-                    f(&v["cpu_secs_per_gib"], 2)
-                )
-            }
-            Some(st) => s += &format!("| {name} | {st} | | | |\n"),
-        }
-    }
+    s += &baseline_rows(
+        b,
+        &[
+            (
+                "produce: loopback receive, CRC-32C, pwrite through the page cache, writeback hint",
+                "produce_bare_loop",
+            ),
+            (
+                "fetch: pread from the page cache, CRC-32C, loopback send",
+                "fetch_bare_loop",
+            ),
+        ],
+        true,
+    );
     s += "\nThroughput (values only, MB = 10⁶ bytes; CPU in core-seconds per GiB of values moved; \
           peak RSS = VmHWM since the workload's start; other CPU = the machine's busy time \
           not used by the broker or the load generator):\n\n\

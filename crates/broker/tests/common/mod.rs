@@ -202,6 +202,22 @@ pub fn metric(running: &RunningBroker, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// CreateTopics v7 of `topic` with `partitions` partitions (replication factor 1).
+pub async fn create_topic(
+    c: &mut Client,
+    topic: &str,
+    partitions: i32,
+) -> kafka_protocol::messages::CreateTopicsResponse {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let req = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+        .with_timeout_ms(5000);
+    c.send(&req, 7).await
+}
+
 pub fn name(s: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(StrBytes::from_string(s.to_string()))
 }

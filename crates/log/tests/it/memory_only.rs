@@ -1,21 +1,12 @@
 //! Reads that never wait for the disk (`storage::memory_only`): what a fetch on an async
 //! worker thread tries first.
 
-use std::path::Path;
-
 use bytes::BytesMut;
 use runnel_log::storage::{is_would_block, memory_only};
+use runnel_log::testing::{evict_from_page_cache, evicts_and_tells};
 use runnel_log::{FsStorage, LogConfig, OpenMode, Storage};
 
 use crate::common::*;
-
-fn evicts_and_tells(dir: &Path) -> bool {
-    runnel_log::testing::evicts_and_tells(dir)
-}
-
-fn evict(path: &Path) {
-    runnel_log::testing::evict_from_page_cache(path).expect("evict");
-}
 
 fn scratch() -> tempfile::TempDir {
     // Under the target directory: on the build's disk, not a tmpfs /tmp.
@@ -30,7 +21,7 @@ fn given_evicted_bytes_a_memory_only_read_should_answer_would_block_and_a_plain_
     let file = storage.open(&path, OpenMode::CreateNew).unwrap();
     let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
     file.write_all_at(&data, 0).unwrap();
-    evict(&path);
+    evict_from_page_cache(&path).unwrap();
     let strong = evicts_and_tells(dir.path());
 
     let mut buf = vec![0u8; 64 << 10];
@@ -58,7 +49,7 @@ fn given_evicted_bytes_a_memory_only_read_should_answer_would_block_and_a_plain_
     let mut lifted = vec![0u8; 8192];
     memory_only(|| runnel_log::storage::may_block(|| file.read_exact_at(&mut lifted, 0))).unwrap();
     assert_eq!(lifted, data[..8192]);
-    evict(&path);
+    evict_from_page_cache(&path).unwrap();
 
     // Outside the mode the same reads wait for the disk and return the bytes; then they are
     // in memory, and the mode reads them too.
@@ -73,7 +64,7 @@ fn given_evicted_bytes_a_memory_only_read_should_answer_would_block_and_a_plain_
     }
     // The mode ends with the call.
     let mut later = BytesMut::new();
-    evict(&path);
+    evict_from_page_cache(&path).unwrap();
     file.read_exact_into(&mut later, 4096, 0).unwrap();
     assert_eq!(&later[..], &data[..4096]);
 }
@@ -86,7 +77,7 @@ fn given_a_panic_inside_memory_only_the_mode_should_end_with_it() {
     file.write_all_at(&[7u8; 8192], 0).unwrap();
     let caught = std::panic::catch_unwind(|| memory_only(|| panic!("inside")));
     assert!(caught.is_err());
-    evict(&path);
+    evict_from_page_cache(&path).unwrap();
     let mut buf = [0u8; 8192];
     file.read_exact_at(&mut buf, 0).unwrap();
     assert_eq!(buf, [7u8; 8192]);
@@ -107,7 +98,7 @@ fn given_an_evicted_segment_a_memory_only_log_read_should_be_would_block_not_a_f
     }
     log.flush().unwrap();
     let everything = read_all(&log);
-    evict(&seg_path(dir.path(), 0, ".log"));
+    evict_from_page_cache(&seg_path(dir.path(), 0, ".log")).unwrap();
     let strong = evicts_and_tells(dir.path());
 
     match memory_only(|| log.read(0, usize::MAX, i64::MAX, true)) {
