@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -467,6 +467,19 @@ fn failed(what: &str, e: &str) -> Value {
     json!({"status": "failed", "error": e})
 }
 
+/// A bare loop's figures as the report's JSON holds them.
+fn bare_measured(f: bare::Bare, method: &str) -> Value {
+    json!({
+        "status": "ok",
+        "bytes": f.bytes,
+        "secs": r3(f.secs),
+        "mb_per_sec": r3(mb_per_sec(f.bytes, f.secs)),
+        "cpu_secs": r3(f.cpu_secs),
+        "cpu_secs_per_gib": r3(f.cpu_secs_per_gib()),
+        "method": method,
+    })
+}
+
 fn skipped(reason: String) -> Value {
     eprintln!("runnel bench: skipped: {reason}");
     json!({"status": "skipped", "reason": reason})
@@ -689,23 +702,95 @@ impl Suite {
             ),
             Err(e) => self.fail("loopback bandwidth", &e.to_string()),
         };
-        let (produce, fetch) = self.bare_loops();
-        json!({
-            "disk_write": disk,
-            "loopback_tcp": lo,
-            "produce_bare_loop": produce,
-            "fetch_bare_loop": fetch,
-        })
+        let mut baselines = serde_json::Map::new();
+        baselines.insert("disk_write".into(), disk);
+        baselines.insert("loopback_tcp".into(), lo);
+        for (key, loop_) in self.bare_loops() {
+            baselines.insert(key.into(), loop_);
+        }
+        Value::Object(baselines)
     }
 
-    /// The produce and fetch bare loops ([`bare`]), in W1's shape (a batch of `batch_size`
-    /// per partition per request), in a scratch directory of the data root.
-    fn bare_loops(&mut self) -> (Value, Value) {
-        let bytes = self.plan.bare_size;
-        let shape = match bare::Shape::new(
+    /// The bare loops ([`bare`]) under their keys in the report's baselines: produce, fetch,
+    /// and the two O_DIRECT produce loops, in W1's shape (a batch of `batch_size` per partition
+    /// per request), in a scratch directory of the data root.
+    fn bare_loops(&mut self) -> Vec<(&'static str, Value)> {
+        let (produce, fetch) = self.bare_loops_through_the_page_cache();
+        let mut loops = vec![("produce_bare_loop", produce), ("fetch_bare_loop", fetch)];
+        loops.extend(self.bare_loops_direct());
+        loops
+    }
+
+    /// Where the produce and fetch bare loops run: a scratch directory of the data root.
+    fn bare_dir(&self) -> PathBuf {
+        self.plan
+            .data_root
+            .join(format!("runnel-bench-bare-{}", std::process::id()))
+    }
+
+    fn bare_shape(&self) -> io::Result<bare::Shape> {
+        bare::Shape::new(
             self.plan.partitions.max(1) as usize,
             self.plan.batch_size as usize,
-        ) {
+        )
+    }
+
+    /// The produce loop without the page cache ([`bare::produce_direct`]), copying each batch
+    /// into an aligned buffer and, as its floor, receiving into one.
+    fn bare_loops_direct(&mut self) -> Vec<(&'static str, Value)> {
+        let bytes = self.plan.bare_size;
+        let keys = [
+            (
+                "produce_direct_bare_loop",
+                bare::DirectInput::CopyFromRequest,
+            ),
+            (
+                "produce_direct_floor_bare_loop",
+                bare::DirectInput::ReceiveAligned,
+            ),
+        ];
+        let shape = match self.bare_shape() {
+            Ok(shape) => shape,
+            Err(e) => {
+                let f = self.fail("O_DIRECT bare loops", &e.to_string());
+                return keys.iter().map(|(k, _)| (*k, f.clone())).collect();
+            }
+        };
+        let dir = self.bare_dir();
+        let mut loops = Vec::new();
+        for (key, input) in keys {
+            if let Err(reason) = self.room_for(shape.bytes_moved(bytes)) {
+                loops.push((key, skipped(reason)));
+                continue;
+            }
+            eprintln!(
+                "runnel bench [baselines]: O_DIRECT produce loop ({input:?}), {}",
+                human_bytes(bytes)
+            );
+            let measured = std::fs::create_dir_all(&dir)
+                .and_then(|()| bare::produce_direct(&dir, bytes, shape, input));
+            let method = match input {
+                bare::DirectInput::CopyFromRequest => "one thread receives requests over loopback TCP, checks each batch's CRC-32C and copies it into a 4 KiB-aligned buffer of a bounded pool; four writer threads pwrite the buffers to each partition's file opened with O_DIRECT; CPU of those five threads",
+                bare::DirectInput::ReceiveAligned => "as the O_DIRECT produce loop, but each batch is received straight into an aligned buffer (no copy): the floor of writing without the page cache",
+            };
+            loops.push((
+                key,
+                match measured {
+                    Ok(f) => bare_measured(f, method),
+                    // Not the suite's failure: the data root's file system has no O_DIRECT.
+                    Err(e) if e.kind() == io::ErrorKind::Unsupported => skipped(e.to_string()),
+                    Err(e) => self.fail(key, &e.to_string()),
+                },
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        loops
+    }
+
+    /// The produce and fetch bare loops through the page cache.
+    fn bare_loops_through_the_page_cache(&mut self) -> (Value, Value) {
+        let bytes = self.plan.bare_size;
+        let shape = match self.bare_shape() {
             Ok(shape) => shape,
             Err(e) => {
                 let f = self.fail("bare loops", &e.to_string());
@@ -721,21 +806,8 @@ impl Suite {
             shape.partitions(),
             human_bytes(shape.batch_bytes() as u64)
         );
-        let dir = self
-            .plan
-            .data_root
-            .join(format!("runnel-bench-bare-{}", std::process::id()));
-        let measured = |f: bare::Bare, method: &str| {
-            json!({
-                "status": "ok",
-                "bytes": f.bytes,
-                "secs": r3(f.secs),
-                "mb_per_sec": r3(mb_per_sec(f.bytes, f.secs)),
-                "cpu_secs": r3(f.cpu_secs),
-                "cpu_secs_per_gib": r3(f.cpu_secs_per_gib()),
-                "method": method,
-            })
-        };
+        let dir = self.bare_dir();
+        let measured = bare_measured;
         let produced =
             std::fs::create_dir_all(&dir).and_then(|()| bare::produce(&dir, bytes, shape));
         let produce = match produced {
@@ -1870,13 +1942,22 @@ fn targets(r: &Value) -> Value {
             ))
         }
     };
-    // The broker's CPU per GiB beside the bare loop of the same run (bench::bare).
-    let bare_note = |size_ok: bool, broker: &Value, bare: &Value| {
+    let bare = &r["baselines"];
+    let notes_value = |notes: Vec<String>| {
+        if notes.is_empty() {
+            Value::Null
+        } else {
+            json!(notes.join("; "))
+        }
+    };
+    // The broker's CPU per GiB beside the bare loop of the same run (bench::bare), and the
+    // bare loops that leave the page cache out (`others`: report key and label).
+    let bare_note = |size_ok: bool, broker: &Value, loop_key: &str, others: &[(&str, &str)]| {
         let mut notes = Vec::new();
         if let Value::String(n) = size_note(size_ok) {
             notes.push(n);
         }
-        if let (Some(b), Some(l)) = (broker.as_f64(), bare["cpu_secs_per_gib"].as_f64()) {
+        if let (Some(b), Some(l)) = (broker.as_f64(), bare[loop_key]["cpu_secs_per_gib"].as_f64()) {
             // A loop too short for the clock's resolution measures 0: no ratio then.
             let ratio = if l > 0.0 {
                 format!(" (broker ÷ bare loop {:.2})", b / l)
@@ -1887,13 +1968,42 @@ fn targets(r: &Value) -> Value {
                 "the bare loop of this run: {l:.2} core-s/GiB{ratio}"
             ));
         }
-        if notes.is_empty() {
-            Value::Null
-        } else {
-            json!(notes.join("; "))
+        for (key, label) in others {
+            if let Some(l) = bare[*key]["cpu_secs_per_gib"].as_f64() {
+                notes.push(format!("{label}: {l:.2} core-s/GiB"));
+            }
         }
+        notes_value(notes)
     };
-    let bare = &r["baselines"];
+    // How busy the machine's cores were during a throughput run, and who used them: with the
+    // load generator on the same cores, a broker that cost nothing would still leave the
+    // client's and the kernel's share.
+    let cpus = r["machine"]["cpus"].as_u64().unwrap_or(0);
+    let cores_note = |size_ok: bool, v: &Value| {
+        let mut notes = Vec::new();
+        if let Value::String(n) = size_note(size_ok) {
+            notes.push(n);
+        }
+        let m = &v["machine"];
+        let gib = v["bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64;
+        if let (Some(busy), Some(wall), Some(client), Some(broker), Some(other)) = (
+            m["busy_cpu_secs"].as_f64(),
+            m["wall_secs"].as_f64(),
+            v["client_cpu_secs_per_gib"].as_f64(),
+            v["broker"]["cpu_secs_per_gib"].as_f64(),
+            m["other_cpu_secs"].as_f64(),
+        ) {
+            if wall > 0.0 && gib > 0.0 {
+                notes.push(format!(
+                    "{:.2} of {cpus} cores busy; per GiB: client {client:.2}, broker {broker:.2}, \
+                     other {:.2} core-s",
+                    busy / wall,
+                    other / gib
+                ));
+            }
+        }
+        notes_value(notes)
+    };
     let mut t = Vec::new();
     let mut add = |id: &str,
                    what: &str,
@@ -1919,7 +2029,7 @@ fn targets(r: &Value) -> Value {
         "MB/s",
         Some(700.0),
         None,
-        size_note(!small),
+        cores_note(!small, &w["w1_acks_1"]),
     );
     add(
         "w1_cpu",
@@ -1931,7 +2041,14 @@ fn targets(r: &Value) -> Value {
         bare_note(
             !small,
             &w["w1_acks_1"]["broker"]["cpu_secs_per_gib"],
-            &bare["produce_bare_loop"],
+            "produce_bare_loop",
+            &[
+                (
+                    "produce_direct_bare_loop",
+                    "without the page cache (O_DIRECT)",
+                ),
+                ("produce_direct_floor_bare_loop", "O_DIRECT's floor"),
+            ],
         ),
     );
     add(
@@ -1950,7 +2067,7 @@ fn targets(r: &Value) -> Value {
         "MB/s",
         Some(1500.0),
         None,
-        size_note(!small),
+        cores_note(!small, &w["w2_catch_up"]),
     );
     add(
         "w2_cpu",
@@ -1962,7 +2079,8 @@ fn targets(r: &Value) -> Value {
         bare_note(
             !small,
             &w["w2_catch_up"]["broker"]["cpu_secs_per_gib"],
-            &bare["fetch_bare_loop"],
+            "fetch_bare_loop",
+            &[],
         ),
     );
     let w3 = w["w3_latency"]["runs"]
@@ -2187,6 +2305,14 @@ fn markdown(r: &Value) -> String {
             (
                 "fetch: pread from the page cache, CRC-32C, loopback send",
                 "fetch_bare_loop",
+            ),
+            (
+                "produce with O_DIRECT: loopback receive, CRC-32C, copy into aligned buffers, 4 writers",
+                "produce_direct_bare_loop",
+            ),
+            (
+                "produce with O_DIRECT, floor: received straight into aligned buffers (no copy)",
+                "produce_direct_floor_bare_loop",
             ),
         ],
         true,
@@ -2465,6 +2591,53 @@ mod tests {
         let t = std::fs::read_to_string(&doc).unwrap();
         assert_eq!(t.matches(DOC_BEGIN).count(), 1);
         assert!(t.contains("newer") && !t.contains("new report"));
+    }
+
+    #[test]
+    fn the_throughput_and_cpu_targets_say_who_used_the_cores_and_what_the_bare_loops_cost() {
+        let loop_ = |cpu: f64| json!({"status": "ok", "cpu_secs_per_gib": cpu});
+        let r = json!({
+            "config": {"w1_bytes": 4u64 << 30},
+            "machine": {"cpus": 2},
+            "baselines": {
+                "produce_bare_loop": loop_(1.4),
+                "fetch_bare_loop": loop_(0.5),
+                "produce_direct_bare_loop": loop_(0.77),
+                "produce_direct_floor_bare_loop": loop_(0.6),
+            },
+            "workloads": {
+                "w1_acks_1": {
+                    "bytes": 4u64 << 30,
+                    "mb_per_sec": 582.4,
+                    "client_cpu_secs_per_gib": 2.07,
+                    "broker": {"cpu_secs_per_gib": 0.86},
+                    "machine": {"busy_cpu_secs": 13.2, "wall_secs": 7.5, "other_cpu_secs": 1.4},
+                },
+            },
+        });
+        let t = targets(&r);
+        let note = |id: &str| {
+            let row = t
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|row| row["id"] == id)
+                .unwrap();
+            row["note"].clone()
+        };
+        assert_eq!(
+            note("w1_mbps"),
+            json!("1.76 of 2 cores busy; per GiB: client 2.07, broker 0.86, other 0.35 core-s")
+        );
+        assert_eq!(
+            note("w1_cpu"),
+            json!(
+                "the bare loop of this run: 1.40 core-s/GiB (broker ÷ bare loop 0.61); \
+                 without the page cache (O_DIRECT): 0.77 core-s/GiB; O_DIRECT's floor: 0.60 core-s/GiB"
+            )
+        );
+        // No W2 in this run: nothing to say of its cores.
+        assert_eq!(note("w2_mbps"), Value::Null);
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //!   the broker's produce path does;
 //! - **fetch**: `pread` the batches back from the page cache (the files the produce loop just
 //!   wrote, as W2 reads what W1 wrote), check each CRC-32C and send the answers over loopback.
+//! - **produce, O_DIRECT** ([`produce_direct`]): the produce loop with the page cache left out,
+//!   the next step the W1 CPU target would call for. Each checked batch is copied into a
+//!   block-aligned buffer of a bounded pool and written with `O_DIRECT` by a few writer threads;
+//!   a broker would hold those buffers as its own write-behind cache. Its floor variant receives
+//!   each batch straight into an aligned buffer (no copy; a broker cannot, since a batch starts
+//!   wherever the request puts it).
 //!
 //! The client's side of each (the sending or receiving thread) is not counted.
 
@@ -27,6 +33,15 @@ use std::time::Instant;
 
 /// Writeback hints queued at most (the broker's queue holds 4,096).
 const HINTS_QUEUED_MAX: usize = 4096;
+
+/// `O_DIRECT` writes whole blocks from block-aligned memory at block-aligned positions.
+const DIRECT_BLOCK_BYTES: usize = 4096;
+
+/// Writer threads of the O_DIRECT loop: writes in flight at once.
+const DIRECT_WRITERS: usize = 4;
+
+/// Bytes of aligned buffers the O_DIRECT loop holds (at least two buffers, at most 32).
+const DIRECT_POOL_BYTES: usize = 64 << 20;
 
 /// Largest request (partitions × batch bytes) a loop takes: it holds about three of them in
 /// memory (the sender's, the receiver's, one batch's worth of values).
@@ -163,10 +178,78 @@ fn partition_files(dir: &Path, partitions: usize, create: bool) -> io::Result<Ve
         .collect()
 }
 
-/// The produce loop, writing one file per partition into `dir` (which it leaves in place for
-/// [`fetch`]). Moves `bytes` rounded down to whole requests (at least one).
-pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
-    let files = partition_files(dir, shape.partitions, true)?;
+/// New files opened with `O_DIRECT`, one per partition; `ErrorKind::Unsupported` where the
+/// file system refuses it (tmpfs, for one).
+fn direct_files(dir: &Path, partitions: usize) -> io::Result<Vec<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    (0..partitions)
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(dir.join(format!("bare-direct-{p}.log")))
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::EINVAL) => io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("the file system of {} refuses O_DIRECT", dir.display()),
+                    ),
+                    _ => e,
+                })
+        })
+        .collect()
+}
+
+/// A buffer starting on a [`DIRECT_BLOCK_BYTES`] boundary, for `O_DIRECT` writes.
+struct Aligned {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let buf = vec![0u8; len + DIRECT_BLOCK_BYTES];
+        let start = buf.as_ptr().align_offset(DIRECT_BLOCK_BYTES);
+        assert!(
+            start < DIRECT_BLOCK_BYTES,
+            "u8 memory aligns within a block"
+        );
+        Aligned { buf, start, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// How the O_DIRECT loop gets a batch into an aligned buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectInput {
+    /// Receive the request, then copy each checked batch into an aligned buffer (what a broker
+    /// would have to do).
+    CopyFromRequest,
+    /// Receive each batch straight into an aligned buffer (the floor: no copy).
+    ReceiveAligned,
+}
+
+/// The receiving end of a produce loop's connection, and the thread sending to it.
+struct Sending {
+    /// Whole requests the thread sends.
+    requests: u64,
+    /// The CRC-32C of every batch sent.
+    crc_expected: u32,
+    conn: TcpStream,
+    client: std::thread::JoinHandle<io::Result<()>>,
+}
+
+/// Starts a thread sending `bytes` (whole requests, at least one) of `shape` over loopback.
+fn sending(bytes: u64, shape: Shape) -> io::Result<Sending> {
     let batch = batch_bytes(shape.batch_bytes);
     let crc_expected = crc32c::crc32c(&batch);
     let requests = shape.requests(bytes);
@@ -174,7 +257,7 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
     // Connected before the sending thread starts, so that no error leaves a thread or this
     // one waiting for the other (a loopback connect completes from the listen queue).
     let mut client_end = TcpStream::connect(listener.local_addr()?)?;
-    let (mut conn, _) = listener.accept()?;
+    let (conn, _) = listener.accept()?;
     let client = spawn_named("bare-client", move || -> io::Result<()> {
         let request = batch.repeat(shape.partitions);
         for _ in 0..requests {
@@ -182,6 +265,24 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
         }
         Ok(())
     });
+    Ok(Sending {
+        requests,
+        crc_expected,
+        conn,
+        client,
+    })
+}
+
+/// The produce loop, writing one file per partition into `dir` (which it leaves in place for
+/// [`fetch`]). Moves `bytes` rounded down to whole requests (at least one).
+pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
+    let files = partition_files(dir, shape.partitions, true)?;
+    let Sending {
+        requests,
+        crc_expected,
+        mut conn,
+        client,
+    } = sending(bytes, shape)?;
     let (hints, hints_rx) = mpsc::sync_channel::<(usize, u64)>(HINTS_QUEUED_MAX);
     let hint_files = files
         .iter()
@@ -232,6 +333,151 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
         bytes: requests * shape.request_bytes() as u64,
         secs,
         cpu_secs: cpu_secs + writeback_cpu_secs,
+    })
+}
+
+/// The produce loop without the page cache: `O_DIRECT` writes from a bounded pool of aligned
+/// buffers, [`DIRECT_WRITERS`] at a time, into `bare-direct-{p}.log` files of `dir` (removed
+/// before it returns). Batches must be whole 4 KiB blocks. Moves `bytes` rounded down to whole
+/// requests (at least one). CPU counted: the receiving thread and the writers.
+pub fn produce_direct(
+    dir: &Path,
+    bytes: u64,
+    shape: Shape,
+    input: DirectInput,
+) -> io::Result<Bare> {
+    if !shape.batch_bytes.is_multiple_of(DIRECT_BLOCK_BYTES) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "O_DIRECT writes whole {DIRECT_BLOCK_BYTES}-byte blocks; batches of {} bytes are not",
+                shape.batch_bytes
+            ),
+        ));
+    }
+    let files = direct_files(dir, shape.partitions)?;
+    let measured = produce_direct_into(&files, bytes, shape, input);
+    for p in 0..shape.partitions {
+        let _ = std::fs::remove_file(dir.join(format!("bare-direct-{p}.log")));
+    }
+    measured
+}
+
+fn produce_direct_into(
+    files: &[File],
+    bytes: u64,
+    shape: Shape,
+    input: DirectInput,
+) -> io::Result<Bare> {
+    let Sending {
+        requests,
+        crc_expected,
+        mut conn,
+        client,
+    } = sending(bytes, shape)?;
+    // The pool: buffers go to a writer with their position and come back once written. Every
+    // sender of `free` is a writer's, so a loop whose writers all failed stops waiting.
+    let buffers = (DIRECT_POOL_BYTES / shape.batch_bytes).clamp(2, 32);
+    let (free, free_rx) = mpsc::sync_channel::<Aligned>(buffers);
+    for _ in 0..buffers {
+        free.send(Aligned::new(shape.batch_bytes))
+            .map_err(|_| io_other("the buffer pool closed"))?;
+    }
+    let (writes, writes_rx) = mpsc::sync_channel::<(usize, u64, Aligned)>(buffers);
+    let writes_rx = std::sync::Arc::new(std::sync::Mutex::new(writes_rx));
+    let writers = (0..DIRECT_WRITERS)
+        .map(|_| {
+            let files = files
+                .iter()
+                .map(File::try_clone)
+                .collect::<io::Result<Vec<_>>>()?;
+            let (writes_rx, free) = (writes_rx.clone(), free.clone());
+            Ok(spawn_named(
+                "bare-direct-writer",
+                move || -> io::Result<f64> {
+                    let cpu_start = thread_cpu_secs()?;
+                    loop {
+                        // Ends when the loop drops the sender, or on the first failed write.
+                        let next = writes_rx
+                            .lock()
+                            .map_err(|_| io_other("a writer panicked"))?
+                            .recv();
+                        let Ok((p, pos, buffer)) = next else { break };
+                        files[p].write_all_at(buffer.bytes(), pos)?;
+                        if free.send(buffer).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(thread_cpu_secs()? - cpu_start)
+                },
+            ))
+        })
+        .collect::<io::Result<Vec<_>>>();
+    drop(free);
+    drop(writes_rx);
+    let started = Instant::now();
+    let cpu_start = thread_cpu_secs();
+    let result = writers
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+        .and_then(|_| {
+            let closed = || io_other("the O_DIRECT writers stopped");
+            let mut request = vec![0u8; shape.request_bytes()];
+            let mut ends = vec![0u64; shape.partitions];
+            for _ in 0..requests {
+                if input == DirectInput::CopyFromRequest {
+                    conn.read_exact(&mut request)?;
+                }
+                for (p, end) in ends.iter_mut().enumerate() {
+                    let mut buffer = free_rx.recv().map_err(|_| closed())?;
+                    let checked = |batch: &[u8]| {
+                        if crc32c::crc32c(batch) == crc_expected {
+                            Ok(())
+                        } else {
+                            Err(io_other("a batch arrived with the wrong CRC-32C"))
+                        }
+                    };
+                    match input {
+                        DirectInput::CopyFromRequest => {
+                            let batch =
+                                &request[p * shape.batch_bytes..(p + 1) * shape.batch_bytes];
+                            checked(batch)?;
+                            buffer.bytes_mut().copy_from_slice(batch);
+                        }
+                        DirectInput::ReceiveAligned => {
+                            conn.read_exact(buffer.bytes_mut())?;
+                            checked(buffer.bytes())?;
+                        }
+                    }
+                    writes.send((p, *end, buffer)).map_err(|_| closed())?;
+                    *end += shape.batch_bytes as u64;
+                }
+            }
+            Ok(())
+        });
+    drop(writes);
+    drop(conn);
+    let cpu_end = thread_cpu_secs();
+    let mut writers_cpu_secs = 0.0;
+    let mut written = Ok(());
+    for w in writers? {
+        match w.join().map_err(|_| io_other("a writer panicked"))? {
+            Ok(secs) => writers_cpu_secs += secs,
+            Err(e) => written = Err(e),
+        }
+    }
+    // Every write has returned: the time includes the last one.
+    let secs = started.elapsed().as_secs_f64();
+    let sent = client
+        .join()
+        .map_err(|_| io_other("the sending thread panicked"))?;
+    written?;
+    result?;
+    sent?;
+    Ok(Bare {
+        bytes: requests * shape.request_bytes() as u64,
+        secs,
+        cpu_secs: cpu_end? - cpu_start? + writers_cpu_secs,
     })
 }
 
@@ -319,6 +565,45 @@ mod tests {
         f.write_all_at(b"X", 4096 + 17).unwrap();
         let e = fetch(dir.path(), 4 * 8192, shape).unwrap_err();
         assert!(e.to_string().contains("CRC-32C"), "{e}");
+    }
+
+    #[test]
+    fn given_a_small_shape_the_o_direct_loops_move_whole_requests_and_leave_no_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Shape::new(3, 64 << 10).unwrap();
+        for input in [DirectInput::CopyFromRequest, DirectInput::ReceiveAligned] {
+            match produce_direct(dir.path(), 1 << 20, shape, input) {
+                Ok(p) => {
+                    assert_eq!(p.bytes, 5 * 3 * (64 << 10), "{input:?}");
+                    assert!(p.secs > 0.0 && p.cpu_secs >= 0.0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    eprintln!("not checked here: {e}");
+                    return;
+                }
+                Err(e) => panic!("{input:?}: {e}"),
+            }
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{input:?} left {left:?}");
+        }
+    }
+
+    #[test]
+    fn the_o_direct_loop_refuses_batches_that_are_not_whole_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Shape::new(2, 4096 + 512).unwrap();
+        let e =
+            produce_direct(dir.path(), 1 << 20, shape, DirectInput::CopyFromRequest).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    }
+
+    #[test]
+    fn an_aligned_buffer_starts_on_a_block_boundary_and_has_its_length() {
+        for len in [4096, 64 << 10, 1 << 20] {
+            let mut a = Aligned::new(len);
+            assert_eq!(a.bytes().as_ptr() as usize % DIRECT_BLOCK_BYTES, 0);
+            assert_eq!(a.bytes_mut().len(), len);
+        }
     }
 
     #[test]
