@@ -98,9 +98,9 @@ const MALLOC_MMAP_THRESHOLD_BYTES: i32 = 32 * 1024 * 1024;
 /// Free memory at the top of a glibc heap kept for reuse before it is given back.
 const MALLOC_TRIM_THRESHOLD_BYTES: i32 = 256 * 1024 * 1024;
 
-/// glibc heaps (arenas) at most: one per core the runtime's workers run on, at least two.
-fn malloc_arenas_max() -> i32 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+/// glibc heaps (arenas) at most on a machine with `cores`: one per core the runtime's workers
+/// run on, at least two.
+fn malloc_arenas_max(cores: usize) -> i32 {
     i32::try_from(cores.max(2)).unwrap_or(i32::MAX)
 }
 
@@ -131,7 +131,10 @@ pub fn tune_system_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
         libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
-        libc::mallopt(libc::M_ARENA_MAX, malloc_arenas_max());
+        libc::mallopt(
+            libc::M_ARENA_MAX,
+            malloc_arenas_max(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        );
     }
 }
 
@@ -141,8 +144,9 @@ mod tests {
 
     #[test]
     fn the_heaps_are_bounded_at_one_per_core_and_at_least_two() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        assert_eq!(malloc_arenas_max() as usize, cores.max(2));
+        for (cores, heaps) in [(1, 2), (2, 2), (8, 8), (usize::MAX, i32::MAX)] {
+            assert_eq!(malloc_arenas_max(cores), heaps, "{cores} cores");
+        }
     }
 
     #[test]

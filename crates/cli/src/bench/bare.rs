@@ -28,7 +28,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 /// Writeback hints queued at most (the broker's queue holds 4,096).
@@ -40,7 +40,7 @@ const DIRECT_BLOCK_BYTES: usize = 4096;
 /// Writer threads of the O_DIRECT loop: writes in flight at once.
 const DIRECT_WRITERS: usize = 4;
 
-/// Bytes of aligned buffers the O_DIRECT loop holds (at least two buffers, at most 32).
+/// Bytes of aligned buffers the O_DIRECT loop holds (see [`direct_pool_buffers`]).
 const DIRECT_POOL_BYTES: usize = 64 << 20;
 
 /// Largest request (partitions × batch bytes) a loop takes: it holds about three of them in
@@ -179,7 +179,7 @@ fn partition_files(dir: &Path, partitions: usize, create: bool) -> io::Result<Ve
 }
 
 /// New files opened with `O_DIRECT`, one per partition; `ErrorKind::Unsupported` where the
-/// file system refuses it (tmpfs, for one).
+/// file system refuses the flag.
 fn direct_files(dir: &Path, partitions: usize) -> io::Result<Vec<File>> {
     use std::os::unix::fs::OpenOptionsExt;
     (0..partitions)
@@ -199,6 +199,52 @@ fn direct_files(dir: &Path, partitions: usize) -> io::Result<Vec<File>> {
                 })
         })
         .collect()
+}
+
+/// `Ok` if direct I/O on `file` goes around the page cache with alignments that
+/// [`DIRECT_BLOCK_BYTES`] satisfies, as `statx(STATX_DIOALIGN)` reports (Linux 6.1 and
+/// later). A file system that takes `O_DIRECT` without reporting its alignments (tmpfs, which
+/// serves it from the page cache) or a kernel without the field gives `Unsupported`: the loop
+/// would measure page-cache writes under another name.
+fn check_direct_io(file: &File, dir: &Path) -> io::Result<()> {
+    let unsupported = |why: String| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "no direct I/O on the file system of {}: {why}",
+                dir.display()
+            ),
+        )
+    };
+    // SAFETY: `statx` fills the zeroed struct we own; an empty path with AT_EMPTY_PATH names
+    // the descriptor, which `file` keeps open.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
+    if r != 0 {
+        return Err(unsupported(format!(
+            "statx: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    let mem = stx.stx_dio_mem_align as usize;
+    let offset = stx.stx_dio_offset_align as usize;
+    if stx.stx_mask & libc::STATX_DIOALIGN == 0 || mem == 0 || offset == 0 {
+        return Err(unsupported("statx reports no direct I/O alignment".into()));
+    }
+    if !DIRECT_BLOCK_BYTES.is_multiple_of(mem) || !DIRECT_BLOCK_BYTES.is_multiple_of(offset) {
+        return Err(unsupported(format!(
+            "it needs memory aligned to {mem} and offsets to {offset} bytes; the loop aligns to {DIRECT_BLOCK_BYTES}"
+        )));
+    }
+    Ok(())
 }
 
 /// A buffer starting on a [`DIRECT_BLOCK_BYTES`] boundary, for `O_DIRECT` writes.
@@ -338,8 +384,10 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
 
 /// The produce loop without the page cache: `O_DIRECT` writes from a bounded pool of aligned
 /// buffers, [`DIRECT_WRITERS`] at a time, into `bare-direct-{p}.log` files of `dir` (removed
-/// before it returns). Batches must be whole 4 KiB blocks. Moves `bytes` rounded down to whole
-/// requests (at least one). CPU counted: the receiving thread and the writers.
+/// before it returns, whatever happened). Batches must be whole 4 KiB blocks
+/// (`InvalidInput`); a file system without direct I/O gives `Unsupported`. Moves `bytes`
+/// rounded down to whole requests (at least one). CPU counted: the receiving thread and the
+/// writers.
 pub fn produce_direct(
     dir: &Path,
     bytes: u64,
@@ -355,16 +403,24 @@ pub fn produce_direct(
             ),
         ));
     }
-    let files = direct_files(dir, shape.partitions)?;
-    let measured = produce_direct_into(&files, bytes, shape, input);
+    let measured = direct_files(dir, shape.partitions).and_then(|files| {
+        check_direct_io(&files[0], dir)?;
+        produce_direct_into(Arc::new(files), bytes, shape, input)
+    });
     for p in 0..shape.partitions {
         let _ = std::fs::remove_file(dir.join(format!("bare-direct-{p}.log")));
     }
     measured
 }
 
+/// Buffers in the O_DIRECT loop's pool: [`DIRECT_POOL_BYTES`] worth, 2 to 32 of them (so two
+/// batches when a batch is over 32 MiB: at most 512 MiB under [`REQUEST_BYTES_MAX`]).
+fn direct_pool_buffers(batch_bytes: usize) -> usize {
+    (DIRECT_POOL_BYTES / batch_bytes.max(1)).clamp(2, 32)
+}
+
 fn produce_direct_into(
-    files: &[File],
+    files: Arc<Vec<File>>,
     bytes: u64,
     shape: Shape,
     input: DirectInput,
@@ -376,104 +432,97 @@ fn produce_direct_into(
         client,
     } = sending(bytes, shape)?;
     // The pool: buffers go to a writer with their position and come back once written. Every
-    // sender of `free` is a writer's, so a loop whose writers all failed stops waiting.
-    let buffers = (DIRECT_POOL_BYTES / shape.batch_bytes).clamp(2, 32);
+    // sender of `free` is a writer's, so a loop whose writers all failed stops waiting, and at
+    // most `buffers` exist, so no send waits for room.
+    let buffers = direct_pool_buffers(shape.batch_bytes);
     let (free, free_rx) = mpsc::sync_channel::<Aligned>(buffers);
     for _ in 0..buffers {
         free.send(Aligned::new(shape.batch_bytes))
             .map_err(|_| io_other("the buffer pool closed"))?;
     }
     let (writes, writes_rx) = mpsc::sync_channel::<(usize, u64, Aligned)>(buffers);
-    let writes_rx = std::sync::Arc::new(std::sync::Mutex::new(writes_rx));
-    let writers = (0..DIRECT_WRITERS)
+    let writes_rx = Arc::new(Mutex::new(writes_rx));
+    let writers: Vec<_> = (0..DIRECT_WRITERS)
         .map(|_| {
-            let files = files
-                .iter()
-                .map(File::try_clone)
-                .collect::<io::Result<Vec<_>>>()?;
-            let (writes_rx, free) = (writes_rx.clone(), free.clone());
-            Ok(spawn_named(
-                "bare-direct-writer",
-                move || -> io::Result<f64> {
-                    let cpu_start = thread_cpu_secs()?;
-                    loop {
-                        // Ends when the loop drops the sender, or on the first failed write.
-                        let next = writes_rx
-                            .lock()
-                            .map_err(|_| io_other("a writer panicked"))?
-                            .recv();
-                        let Ok((p, pos, buffer)) = next else { break };
-                        files[p].write_all_at(buffer.bytes(), pos)?;
-                        if free.send(buffer).is_err() {
-                            break;
-                        }
+            let (files, writes_rx, free) = (files.clone(), writes_rx.clone(), free.clone());
+            spawn_named("bare-direct-writer", move || -> io::Result<f64> {
+                let cpu_start = thread_cpu_secs()?;
+                loop {
+                    // Ends when the loop drops the sender, or on the first failed write.
+                    let next = writes_rx
+                        .lock()
+                        .map_err(|_| io_other("a writer panicked"))?
+                        .recv();
+                    let Ok((p, pos, buffer)) = next else { break };
+                    files[p].write_all_at(buffer.bytes(), pos)?;
+                    if free.send(buffer).is_err() {
+                        break;
                     }
-                    Ok(thread_cpu_secs()? - cpu_start)
-                },
-            ))
+                }
+                Ok(thread_cpu_secs()? - cpu_start)
+            })
         })
-        .collect::<io::Result<Vec<_>>>();
+        .collect();
     drop(free);
     drop(writes_rx);
     let started = Instant::now();
     let cpu_start = thread_cpu_secs();
-    let result = writers
-        .as_ref()
-        .map_err(|e| io::Error::new(e.kind(), e.to_string()))
-        .and_then(|_| {
-            let closed = || io_other("the O_DIRECT writers stopped");
-            let mut request = vec![0u8; shape.request_bytes()];
-            let mut ends = vec![0u64; shape.partitions];
-            for _ in 0..requests {
-                if input == DirectInput::CopyFromRequest {
-                    conn.read_exact(&mut request)?;
-                }
-                for (p, end) in ends.iter_mut().enumerate() {
-                    let mut buffer = free_rx.recv().map_err(|_| closed())?;
-                    let checked = |batch: &[u8]| {
-                        if crc32c::crc32c(batch) == crc_expected {
-                            Ok(())
-                        } else {
-                            Err(io_other("a batch arrived with the wrong CRC-32C"))
-                        }
-                    };
-                    match input {
-                        DirectInput::CopyFromRequest => {
-                            let batch =
-                                &request[p * shape.batch_bytes..(p + 1) * shape.batch_bytes];
-                            checked(batch)?;
-                            buffer.bytes_mut().copy_from_slice(batch);
-                        }
-                        DirectInput::ReceiveAligned => {
-                            conn.read_exact(buffer.bytes_mut())?;
-                            checked(buffer.bytes())?;
-                        }
-                    }
-                    writes.send((p, *end, buffer)).map_err(|_| closed())?;
-                    *end += shape.batch_bytes as u64;
-                }
+    let result = (|| -> io::Result<()> {
+        let closed = || io_other("the O_DIRECT writers stopped");
+        let checked = |batch: &[u8]| {
+            if crc32c::crc32c(batch) == crc_expected {
+                Ok(())
+            } else {
+                Err(io_other("a batch arrived with the wrong CRC-32C"))
             }
-            Ok(())
-        });
+        };
+        let mut request = match input {
+            DirectInput::CopyFromRequest => vec![0u8; shape.request_bytes()],
+            DirectInput::ReceiveAligned => Vec::new(),
+        };
+        let mut ends = vec![0u64; shape.partitions];
+        for _ in 0..requests {
+            if input == DirectInput::CopyFromRequest {
+                conn.read_exact(&mut request)?;
+            }
+            for (p, end) in ends.iter_mut().enumerate() {
+                let mut buffer = free_rx.recv().map_err(|_| closed())?;
+                match input {
+                    DirectInput::CopyFromRequest => {
+                        let batch = &request[p * shape.batch_bytes..(p + 1) * shape.batch_bytes];
+                        checked(batch)?;
+                        buffer.bytes_mut().copy_from_slice(batch);
+                    }
+                    DirectInput::ReceiveAligned => {
+                        conn.read_exact(buffer.bytes_mut())?;
+                        checked(buffer.bytes())?;
+                    }
+                }
+                writes.send((p, *end, buffer)).map_err(|_| closed())?;
+                *end += shape.batch_bytes as u64;
+            }
+        }
+        Ok(())
+    })();
     drop(writes);
     drop(conn);
     let cpu_end = thread_cpu_secs();
+    // Every thread is joined before any error is returned.
     let mut writers_cpu_secs = 0.0;
     let mut written = Ok(());
-    for w in writers? {
-        match w.join().map_err(|_| io_other("a writer panicked"))? {
-            Ok(secs) => writers_cpu_secs += secs,
-            Err(e) => written = Err(e),
+    for w in writers {
+        match w.join() {
+            Ok(Ok(secs)) => writers_cpu_secs += secs,
+            Ok(Err(e)) => written = Err(e),
+            Err(_) => written = Err(io_other("a writer panicked")),
         }
     }
     // Every write has returned: the time includes the last one.
     let secs = started.elapsed().as_secs_f64();
-    let sent = client
-        .join()
-        .map_err(|_| io_other("the sending thread panicked"))?;
+    let sent = client.join();
     written?;
     result?;
-    sent?;
+    sent.map_err(|_| io_other("the sending thread panicked"))??;
     Ok(Bare {
         bytes: requests * shape.request_bytes() as u64,
         secs,
@@ -586,6 +635,39 @@ mod tests {
             let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
             assert!(left.is_empty(), "{input:?} left {left:?}");
         }
+    }
+
+    #[test]
+    fn given_writes_that_fail_the_o_direct_loop_returns_the_error_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Shape::new(2, 64 << 10).unwrap();
+        // Read-only descriptors: every write fails (EBADF), as a full or failing disk would.
+        let files: Vec<File> = (0..2)
+            .map(|p| {
+                let path = dir.path().join(format!("ro-{p}"));
+                std::fs::write(&path, b"").unwrap();
+                File::open(&path).unwrap()
+            })
+            .collect();
+        for input in [DirectInput::CopyFromRequest, DirectInput::ReceiveAligned] {
+            // More requests than the pool has buffers, so the loop must notice the writers stopped.
+            let e = produce_direct_into(
+                Arc::new(files.iter().map(|f| f.try_clone().unwrap()).collect()),
+                64 << 20,
+                shape,
+                input,
+            )
+            .unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{input:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_o_direct_pool_holds_64_mib_of_buffers_and_between_2_and_32_of_them() {
+        assert_eq!(direct_pool_buffers(1 << 20), 32);
+        assert_eq!(direct_pool_buffers(4 << 20), 16);
+        assert_eq!(direct_pool_buffers(64 << 20), 2);
+        assert_eq!(direct_pool_buffers(256 << 20), 2);
     }
 
     #[test]
