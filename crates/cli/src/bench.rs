@@ -711,12 +711,11 @@ impl Suite {
         Value::Object(baselines)
     }
 
-    /// The bare loops ([`bare`]) under their keys in the report's baselines: produce, fetch,
-    /// and the two O_DIRECT produce loops, in W1's shape (a batch of `batch_size` per partition
+    /// The bare loops ([`bare`]) under their keys in the report's baselines: produce, the
+    /// fetch loops, and the two O_DIRECT produce loops, in W1's shape (a batch of `batch_size` per partition
     /// per request), in a scratch directory of the data root.
     fn bare_loops(&mut self) -> Vec<(&'static str, Value)> {
-        let (produce, fetch) = self.bare_loops_through_the_page_cache();
-        let mut loops = vec![("produce_bare_loop", produce), ("fetch_bare_loop", fetch)];
+        let mut loops = self.bare_loops_through_the_page_cache();
         loops.extend(self.bare_loops_direct());
         loops
     }
@@ -799,18 +798,27 @@ impl Suite {
         loops
     }
 
-    /// The produce and fetch bare loops through the page cache.
-    fn bare_loops_through_the_page_cache(&mut self) -> (Value, Value) {
+    /// The produce bare loop through the page cache, then the fetch loops reading back what it
+    /// wrote: with `pread` (as the broker), from a mapping, and from a mapping pinned by
+    /// `mlock`.
+    fn bare_loops_through_the_page_cache(&mut self) -> Vec<(&'static str, Value)> {
+        const FETCHES: [(&str, bare::FetchFrom, &str); 3] = [
+            ("fetch_bare_loop", bare::FetchFrom::Read, "one thread preads a batch per partition from the page cache into each answer, checks each CRC-32C and sends the answer over loopback TCP; CPU of that thread"),
+            ("fetch_mapped_bare_loop", bare::FetchFrom::Mapping, "as the fetch loop, but each batch is checked in a read-only shared mapping of its file and sent from there (no copy into user memory; not safe for a broker: a page evicted between the check and the send would go out unverified)"),
+            ("fetch_pinned_bare_loop", bare::FetchFrom::PinnedMapping, "as the mapped fetch loop, with each batch's pages locked in memory (mlock) from before the check until after the send"),
+        ];
         let bytes = self.plan.bare_size;
+        let all = |v: Value| {
+            std::iter::once(("produce_bare_loop", v.clone()))
+                .chain(FETCHES.iter().map(|(key, _, _)| (*key, v.clone())))
+                .collect::<Vec<_>>()
+        };
         let shape = match self.bare_shape() {
             Ok(shape) => shape,
-            Err(e) => {
-                let f = self.fail("bare loops", &e.to_string());
-                return (f.clone(), f);
-            }
+            Err(e) => return all(self.fail("bare loops", &e.to_string())),
         };
         if let Err(reason) = self.room_for(shape.bytes_moved(bytes)) {
-            return (skipped(reason.clone()), skipped(reason));
+            return all(skipped(reason));
         }
         eprintln!(
             "runnel bench [baselines]: bare loops, {} each way ({} batches of {} per request)",
@@ -819,23 +827,28 @@ impl Suite {
             human_bytes(shape.batch_bytes() as u64)
         );
         let dir = self.bare_dir();
-        let measured = bare_measured;
         let produced =
             std::fs::create_dir_all(&dir).and_then(|()| bare::produce(&dir, bytes, shape));
         let produce = match produced {
-            Ok(f) => measured(f, "one thread receives requests over loopback TCP, checks each batch's CRC-32C and pwrites it at the end of its partition's file; a second thread starts the writeback of each batch (sync_file_range); CPU of those two threads"),
+            Ok(f) => bare_measured(f, "one thread receives requests over loopback TCP, checks each batch's CRC-32C and pwrites it at the end of its partition's file; a second thread starts the writeback of each batch (sync_file_range); CPU of those two threads"),
             Err(e) => self.fail("produce bare loop", &e.to_string()),
         };
-        let fetch = if produce["status"] == "ok" {
-            match bare::fetch(&dir, bytes, shape) {
-                Ok(f) => measured(f, "one thread preads a batch per partition from the page cache into each answer, checks each CRC-32C and sends the answer over loopback TCP; CPU of that thread"),
-                Err(e) => self.fail("fetch bare loop", &e.to_string()),
-            }
-        } else {
-            skipped("the produce loop did not run".into())
-        };
+        let mut loops = vec![("produce_bare_loop", produce.clone())];
+        for (key, from, method) in FETCHES {
+            let fetch = if produce["status"] != "ok" {
+                skipped("the produce loop did not run".into())
+            } else {
+                match bare::fetch(&dir, bytes, shape, from) {
+                    Ok(f) => bare_measured(f, method),
+                    // Not the suite's failure: this process may not lock memory.
+                    Err(e) if e.kind() == io::ErrorKind::Unsupported => skipped(e.to_string()),
+                    Err(e) => self.fail(key, &e.to_string()),
+                }
+            };
+            loops.push((key, fetch));
+        }
         let _ = std::fs::remove_dir_all(&dir);
-        (produce, fetch)
+        loops
     }
 
     /// W1 at `acks`, and W2 (catch-up read of all of it) on the same broker when `with_w2`.
@@ -1969,12 +1982,12 @@ fn targets(r: &Value) -> Value {
         if let Value::String(n) = size_note(size_ok) {
             notes.push(n);
         }
-        if let (Some(b), Some(l)) = (broker.as_f64(), bare[loop_key]["cpu_secs_per_gib"].as_f64()) {
-            // A loop too short for the clock's resolution measures 0: no ratio then.
-            let ratio = if l > 0.0 {
-                format!(" (broker ÷ bare loop {:.2})", b / l)
-            } else {
-                String::new()
+        if let Some(l) = bare[loop_key]["cpu_secs_per_gib"].as_f64() {
+            // A loop too short for the clock's resolution measures 0: no ratio then (nor
+            // without the broker's figure).
+            let ratio = match broker.as_f64() {
+                Some(b) if l > 0.0 => format!(" (broker ÷ bare loop {:.2})", b / l),
+                _ => String::new(),
             };
             notes.push(format!(
                 "the bare loop of this run: {l:.2} core-s/GiB{ratio}"
@@ -2092,7 +2105,16 @@ fn targets(r: &Value) -> Value {
             !small,
             &w["w2_catch_up"]["broker"]["cpu_secs_per_gib"],
             "fetch_bare_loop",
-            &[],
+            &[
+                (
+                    "fetch_pinned_bare_loop",
+                    "from a pinned mapping (no copy to user memory)",
+                ),
+                (
+                    "fetch_mapped_bare_loop",
+                    "from a mapping, unpinned (unsafe)",
+                ),
+            ],
         ),
     );
     let w3 = w["w3_latency"]["runs"]
@@ -2315,16 +2337,24 @@ fn markdown(r: &Value) -> String {
                 "produce_bare_loop",
             ),
             (
-                "fetch: pread from the page cache, CRC-32C, loopback send",
-                "fetch_bare_loop",
-            ),
-            (
                 "produce with O_DIRECT: loopback receive, CRC-32C, copy into aligned buffers, 4 writers",
                 "produce_direct_bare_loop",
             ),
             (
                 "produce with O_DIRECT, floor: received straight into aligned buffers (no copy)",
                 "produce_direct_floor_bare_loop",
+            ),
+            (
+                "fetch: pread from the page cache, CRC-32C, loopback send",
+                "fetch_bare_loop",
+            ),
+            (
+                "fetch from a mapping: CRC-32C in the page cache, send from it (unsafe for a broker)",
+                "fetch_mapped_bare_loop",
+            ),
+            (
+                "fetch from a mapping pinned with mlock from the check to the send",
+                "fetch_pinned_bare_loop",
             ),
         ],
         true,
@@ -2614,6 +2644,8 @@ mod tests {
             "baselines": {
                 "produce_bare_loop": loop_(1.4),
                 "fetch_bare_loop": loop_(0.5),
+                "fetch_pinned_bare_loop": loop_(0.45),
+                "fetch_mapped_bare_loop": {"status": "skipped", "reason": "not measured"},
                 "produce_direct_bare_loop": loop_(0.77),
                 "produce_direct_floor_bare_loop": loop_(0.6),
             },
@@ -2650,6 +2682,11 @@ mod tests {
         );
         // No W2 in this run: nothing to say of its cores.
         assert_eq!(note("w2_mbps"), Value::Null);
+        // Loops a run skipped (or an older report's JSON) are left out of the note.
+        assert_eq!(
+            note("w2_cpu"),
+            json!("the bare loop of this run: 0.50 core-s/GiB; from a pinned mapping (no copy to user memory): 0.45 core-s/GiB")
+        );
     }
 
     #[test]

@@ -530,10 +530,120 @@ fn produce_direct_into(
     })
 }
 
+/// Where the fetch loop takes the batches it checks and sends from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFrom {
+    /// `pread` into the answer (a copy out of the page cache), as the broker does.
+    Read,
+    /// A shared read-only mapping of each file: the check reads the page cache in place and the
+    /// send copies from it. Not safe for a broker: a page evicted between the check and the
+    /// send would be read again from the disk and sent unverified.
+    Mapping,
+    /// [`Mapping`](Self::Mapping) with each batch's pages locked in memory (`mlock`) from
+    /// before the check until after the send, so the bytes sent are the bytes checked.
+    PinnedMapping,
+}
+
+/// A file mapped read-only and shared, unmapped on drop.
+struct Mapped {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Mapped {
+    /// Maps all of `file`, which must not be empty. The bare loop's own scratch files are
+    /// neither written nor truncated while mapped (a truncation would fault the reader).
+    fn new(file: &File) -> io::Result<Mapped> {
+        let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+        if len == 0 {
+            return Err(io_other("an empty file cannot be mapped"));
+        }
+        // SAFETY: a fresh read-only shared mapping of a descriptor that stays open for the
+        // call; the kernel picks the address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast()).ok_or_else(|| io_other("mmap gave null"))?;
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes are mapped at `ptr` until drop; nothing writes them.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made; no slice of it outlives `self`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Pages of a slice locked in memory (`mlock`) until drop. `Unsupported` when the process
+/// may not lock that much (`RLIMIT_MEMLOCK`, no `CAP_IPC_LOCK`).
+struct Pinned<'a>(&'a [u8]);
+
+impl<'a> Pinned<'a> {
+    fn new(bytes: &'a [u8]) -> io::Result<Pinned<'a>> {
+        // SAFETY: locks pages of memory the slice borrows; it reads or writes none of ours.
+        if unsafe { libc::mlock(bytes.as_ptr().cast(), bytes.len()) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOMEM | libc::EPERM) => io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "mlock of {} bytes refused: {e} (RLIMIT_MEMLOCK)",
+                        bytes.len()
+                    ),
+                ),
+                _ => e,
+            });
+        }
+        Ok(Pinned(bytes))
+    }
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        // SAFETY: unlocks the pages `new` locked.
+        unsafe {
+            libc::munlock(self.0.as_ptr().cast(), self.0.len());
+        }
+    }
+}
+
+/// Writes every slice, in order, with vectored writes.
+fn write_all_vectored(conn: &mut TcpStream, slices: &[&[u8]]) -> io::Result<()> {
+    let mut iov: Vec<io::IoSlice> = slices.iter().map(|s| io::IoSlice::new(s)).collect();
+    let mut rest = &mut iov[..];
+    while !rest.is_empty() {
+        match conn.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The fetch loop: reads back what [`produce`] wrote to `dir` (each answer one batch per
-/// partition, `pread` into the answer, CRC-32C checked), and sends the answers over loopback.
+/// partition, taken as `from` says, CRC-32C checked), and sends the answers over loopback.
 /// Moves `bytes` rounded down to whole answers, and at most what the files hold.
-pub fn fetch(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
+pub fn fetch(dir: &Path, bytes: u64, shape: Shape, from: FetchFrom) -> io::Result<Bare> {
     let files = partition_files(dir, shape.partitions, false)?;
     let crc_expected = crc32c::crc32c(&batch_bytes(shape.batch_bytes));
     let held = files[0].metadata()?.len() / shape.batch_bytes as u64;
@@ -541,6 +651,12 @@ pub fn fetch(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
     if answers == 0 {
         return Err(io_other("the produce loop left nothing to read"));
     }
+    let maps = match from {
+        FetchFrom::Read => Vec::new(),
+        FetchFrom::Mapping | FetchFrom::PinnedMapping => {
+            files.iter().map(Mapped::new).collect::<io::Result<_>>()?
+        }
+    };
     let listener = TcpListener::bind("127.0.0.1:0")?;
     // Connected before the receiving thread starts (see `produce`).
     let mut conn = TcpStream::connect(listener.local_addr()?)?;
@@ -548,16 +664,45 @@ pub fn fetch(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
     let started = Instant::now();
     let cpu_start = thread_cpu_secs();
     let result = (|| -> io::Result<()> {
-        let mut answer = vec![0u8; shape.request_bytes()];
+        let checked = |batch: &[u8]| {
+            if crc32c::crc32c(batch) == crc_expected {
+                Ok(())
+            } else {
+                Err(io_other("a batch read back with the wrong CRC-32C"))
+            }
+        };
+        let mut answer = match from {
+            FetchFrom::Read => vec![0u8; shape.request_bytes()],
+            FetchFrom::Mapping | FetchFrom::PinnedMapping => Vec::new(),
+        };
         for a in 0..answers {
             let pos = a * shape.batch_bytes as u64;
-            for (p, batch) in answer.chunks_mut(shape.batch_bytes).enumerate() {
-                files[p].read_exact_at(batch, pos)?;
-                if crc32c::crc32c(batch) != crc_expected {
-                    return Err(io_other("a batch read back with the wrong CRC-32C"));
+            if from == FetchFrom::Read {
+                for (p, batch) in answer.chunks_mut(shape.batch_bytes).enumerate() {
+                    files[p].read_exact_at(batch, pos)?;
+                    checked(batch)?;
                 }
+                conn.write_all(&answer)?;
+                continue;
             }
-            conn.write_all(&answer)?;
+            // Every file holds at least `answers` batches (`held`).
+            let start = pos as usize;
+            let batches: Vec<&[u8]> = maps
+                .iter()
+                .map(|m| &m.bytes()[start..start + shape.batch_bytes])
+                .collect();
+            let pins = match from {
+                FetchFrom::PinnedMapping => batches
+                    .iter()
+                    .map(|b| Pinned::new(b))
+                    .collect::<io::Result<Vec<_>>>()?,
+                _ => Vec::new(),
+            };
+            for batch in &batches {
+                checked(batch)?;
+            }
+            write_all_vectored(&mut conn, &batches)?;
+            drop(pins);
         }
         conn.shutdown(std::net::Shutdown::Write)
     })();
@@ -598,8 +743,23 @@ mod tests {
             assert_eq!(len, 5 * (64 << 10));
         }
         // Asking for more than was written reads what is there.
-        let f = fetch(dir.path(), 4 << 20, shape).unwrap();
-        assert_eq!(f.bytes, p.bytes);
+        for from in [
+            FetchFrom::Read,
+            FetchFrom::Mapping,
+            FetchFrom::PinnedMapping,
+        ] {
+            match fetch(dir.path(), 4 << 20, shape, from) {
+                Ok(f) => assert_eq!(f.bytes, p.bytes, "{from:?}"),
+                // A sandbox may forbid locking memory.
+                Err(e)
+                    if from == FetchFrom::PinnedMapping
+                        && e.kind() == io::ErrorKind::Unsupported =>
+                {
+                    eprintln!("not checked here: {e}")
+                }
+                Err(e) => panic!("{from:?}: {e}"),
+            }
+        }
     }
 
     #[test]
@@ -612,8 +772,17 @@ mod tests {
             .open(dir.path().join("bare-1.log"))
             .unwrap();
         f.write_all_at(b"X", 4096 + 17).unwrap();
-        let e = fetch(dir.path(), 4 * 8192, shape).unwrap_err();
-        assert!(e.to_string().contains("CRC-32C"), "{e}");
+        for from in [
+            FetchFrom::Read,
+            FetchFrom::Mapping,
+            FetchFrom::PinnedMapping,
+        ] {
+            match fetch(dir.path(), 4 * 8192, shape, from) {
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => eprintln!("not checked: {e}"),
+                Err(e) => assert!(e.to_string().contains("CRC-32C"), "{from:?}: {e}"),
+                Ok(_) => panic!("{from:?} sent a corrupted batch"),
+            }
+        }
     }
 
     #[test]
