@@ -140,6 +140,15 @@ fn batch_bytes(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `Ok` if `batch`'s CRC-32C is `expected`; otherwise an error naming where it was (`what`).
+fn check_crc(batch: &[u8], expected: u32, what: &str) -> io::Result<()> {
+    if crc32c::crc32c(batch) == expected {
+        Ok(())
+    } else {
+        Err(io_other(&format!("a batch {what} with the wrong CRC-32C")))
+    }
+}
+
 fn spawn_named<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
@@ -350,9 +359,7 @@ pub fn produce(dir: &Path, bytes: u64, shape: Shape) -> io::Result<Bare> {
         for _ in 0..requests {
             conn.read_exact(&mut request)?;
             for (p, batch) in request.chunks(shape.batch_bytes).enumerate() {
-                if crc32c::crc32c(batch) != crc_expected {
-                    return Err(io_other("a batch arrived with the wrong CRC-32C"));
-                }
+                check_crc(batch, crc_expected, "arrived")?;
                 files[p].write_all_at(batch, ends[p])?;
                 // A full queue drops the hint, as the broker's does.
                 let _ = hints.try_send((p, ends[p]));
@@ -469,13 +476,7 @@ fn produce_direct_into(
     let cpu_start = thread_cpu_secs();
     let result = (|| -> io::Result<()> {
         let closed = || io_other("the O_DIRECT writers stopped");
-        let checked = |batch: &[u8]| {
-            if crc32c::crc32c(batch) == crc_expected {
-                Ok(())
-            } else {
-                Err(io_other("a batch arrived with the wrong CRC-32C"))
-            }
-        };
+        let checked = |batch: &[u8]| check_crc(batch, crc_expected, "arrived");
         let mut request = match input {
             DirectInput::CopyFromRequest => vec![0u8; shape.request_bytes()],
             DirectInput::ReceiveAligned => Vec::new(),
@@ -664,13 +665,7 @@ pub fn fetch(dir: &Path, bytes: u64, shape: Shape, from: FetchFrom) -> io::Resul
     let started = Instant::now();
     let cpu_start = thread_cpu_secs();
     let result = (|| -> io::Result<()> {
-        let checked = |batch: &[u8]| {
-            if crc32c::crc32c(batch) == crc_expected {
-                Ok(())
-            } else {
-                Err(io_other("a batch read back with the wrong CRC-32C"))
-            }
-        };
+        let checked = |batch: &[u8]| check_crc(batch, crc_expected, "read back");
         let mut answer = match from {
             FetchFrom::Read => vec![0u8; shape.request_bytes()],
             FetchFrom::Mapping | FetchFrom::PinnedMapping => Vec::new(),
