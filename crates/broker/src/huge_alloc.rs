@@ -127,14 +127,14 @@ pub fn tune_system_allocator() {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before other threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
-        libc::mallopt(
-            libc::M_ARENA_MAX,
-            malloc_arenas_max(std::thread::available_parallelism().map_or(2, |n| n.get())),
-        );
+    {
+        let heaps = malloc_arenas_max(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        // SAFETY: mallopt only changes allocator parameters; called before other threads start.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
+            libc::mallopt(libc::M_ARENA_MAX, heaps);
+        }
     }
 }
 
