@@ -33,6 +33,9 @@ use crate::client::{parse_duration, CliError, CliResult, ConnArgs, Format};
 use crate::procstat;
 
 mod bare;
+mod null_broker;
+
+use null_broker::{NullBroker, NullLog};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const MIB: u64 = 1024 * 1024;
@@ -708,7 +711,83 @@ impl Suite {
         for (key, loop_) in self.bare_loops() {
             baselines.insert(key.into(), loop_);
         }
+        for (key, run) in self.client_ceiling() {
+            baselines.insert(key.into(), run);
+        }
         Value::Object(baselines)
+    }
+
+    /// The load generator alone: W1's producer and W2's consumer, in W1's shape and size,
+    /// against a broker that does next to nothing ([`null_broker`]). What the client reaches
+    /// there bounds what any broker on the same cores could let it reach.
+    fn client_ceiling(&mut self) -> Vec<(&'static str, Value)> {
+        if !(self.plan.wants(Workload::W1) || self.plan.wants(Workload::W2)) {
+            return Vec::new();
+        }
+        let (size, parts) = (self.plan.w1_size, self.plan.partitions.max(1));
+        let batch = self.plan.batch_size.max(4096) as usize;
+        let batches = size.div_ceil(parts as u64 * batch as u64).max(1) as i64;
+        let log = match NullLog::new("w1", parts, batches, batch, self.plan.record_size) {
+            Ok(log) => log,
+            Err(e) => {
+                let f = self.fail("client ceiling", &e.to_string());
+                return vec![
+                    ("client_ceiling_produce", f.clone()),
+                    ("client_ceiling_consume", f),
+                ];
+            }
+        };
+        let produce = self.produce_args("w1", size, parts, "1");
+        let consume: Vec<String> = ["consume", "w1", "-n", &log.records().to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--idle-timeout".into(), "30s".into()])
+            .collect();
+        vec![
+            (
+                "client_ceiling_produce",
+                self.against_null_broker("client ceiling, W1's producer", &log, &produce),
+            ),
+            (
+                "client_ceiling_consume",
+                self.against_null_broker("client ceiling, W2's consumer", &log, &consume),
+            ),
+        ]
+    }
+
+    /// One `runnel perf` run against a fresh [`NullBroker`] serving `log`.
+    fn against_null_broker(&mut self, what: &str, log: &NullLog, args: &[String]) -> Value {
+        let broker = match NullBroker::start(log.clone()) {
+            Ok(b) => b,
+            Err(e) => return self.fail(what, &format!("cannot start the null broker: {e}")),
+        };
+        let busy0 = machine_busy_secs();
+        let t = Instant::now();
+        let r = self.perf(what, &broker.addr(), args);
+        let wall = t.elapsed().as_secs_f64();
+        let busy = machine_busy_secs().zip(busy0).map(|(a, b)| a - b);
+        let nothing = broker.stop();
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return self.fail(what, &e),
+        };
+        let bytes = r["bytes"].as_u64().unwrap_or(0);
+        let secs = r["elapsed_secs"].as_f64().unwrap_or(0.0);
+        let gib = bytes as f64 / GIB;
+        let per_gib = |cpu: Option<f64>| cpu.filter(|_| gib > 0.0).map(|c| r3(c / gib));
+        json!({
+            "status": "ok",
+            "bytes": bytes,
+            "secs": r3(secs),
+            "mb_per_sec": r3(mb_per_sec(bytes, secs)),
+            "client_cpu_secs_per_gib": per_gib(r["cpu_secs"].as_f64()),
+            "null_broker_cpu_secs_per_gib": per_gib(Some(nothing.cpu_secs)),
+            "null_broker_requests": nothing.requests,
+            "cores_busy": busy.filter(|_| wall > 0.0).map(|b| r3(b / wall)),
+            "method": "runnel perf against the null broker (bench::null_broker): requests decoded \
+                       and answered, record bytes neither checked nor kept; Fetch answered from one \
+                       batch of W1's shape with vectored writes",
+        })
     }
 
     /// The bare loops ([`bare`]) under their keys in the report's baselines: produce, the
@@ -2004,7 +2083,7 @@ fn targets(r: &Value) -> Value {
     // load generator on the same cores, a broker that cost nothing would still leave the
     // client's and the kernel's share.
     let cpus = r["machine"]["cpus"].as_u64().unwrap_or(0);
-    let cores_note = |size_ok: bool, v: &Value| {
+    let cores_note = |size_ok: bool, v: &Value, ceiling_key: &str| {
         let mut notes = Vec::new();
         if let Value::String(n) = size_note(size_ok) {
             notes.push(n);
@@ -2026,6 +2105,17 @@ fn targets(r: &Value) -> Value {
                     other / gib
                 ));
             }
+        }
+        // The same client against a broker that does next to nothing (bench::null_broker).
+        let c = &bare[ceiling_key];
+        if let (Some(mbps), Some(client)) = (
+            c["mb_per_sec"].as_f64(),
+            c["client_cpu_secs_per_gib"].as_f64(),
+        ) {
+            notes.push(format!(
+                "the load generator alone (null broker): {mbps:.0} MB/s at {client:.2} client \
+                 core-s/GiB"
+            ));
         }
         notes_value(notes)
     };
@@ -2054,7 +2144,7 @@ fn targets(r: &Value) -> Value {
         "MB/s",
         Some(700.0),
         None,
-        cores_note(!small, &w["w1_acks_1"]),
+        cores_note(!small, &w["w1_acks_1"], "client_ceiling_produce"),
     );
     add(
         "w1_cpu",
@@ -2092,7 +2182,7 @@ fn targets(r: &Value) -> Value {
         "MB/s",
         Some(1500.0),
         None,
-        cores_note(!small, &w["w2_catch_up"]),
+        cores_note(!small, &w["w2_catch_up"], "client_ceiling_consume"),
     );
     add(
         "w2_cpu",
@@ -2282,6 +2372,43 @@ fn baseline_rows(b: &Value, rows: &[(&str, &str)], cpu: bool) -> String {
     s
 }
 
+/// The table of the load generator's runs against the null broker, if the run made them.
+fn ceiling_rows(b: &Value) -> String {
+    let rows = [
+        ("W1's producer (acks=1)", "client_ceiling_produce"),
+        ("W2's consumer", "client_ceiling_consume"),
+    ];
+    if rows.iter().all(|(_, k)| b[*k].is_null()) {
+        return String::new();
+    }
+    let mut s = "\nThe load generator alone, in the same run: W1's producer and W2's consumer, in W1's \
+                 shape and size, against a broker that does next to nothing (`bench::null_broker`: \
+                 requests decoded and answered, records neither checked nor kept, Fetch answered \
+                 from one batch with vectored writes). What the client reaches here bounds what it \
+                 can reach against any broker on the same cores:\n\n\
+                 | run | values | seconds | MB/s | client core-s/GiB | null broker core-s/GiB | cores busy |\n\
+                 | --- | --- | --- | --- | --- | --- | --- |\n"
+        .to_string();
+    for (name, key) in rows {
+        let v = &b[key];
+        match status_cell(v) {
+            None => {
+                s += &format!(
+                    "| {name} | {} | {} | {} | {} | {} | {} |\n",
+                    bytes_cell(&v["bytes"]),
+                    f(&v["secs"], 2),
+                    f(&v["mb_per_sec"], 0),
+                    f(&v["client_cpu_secs_per_gib"], 2),
+                    f(&v["null_broker_cpu_secs_per_gib"], 2),
+                    f(&v["cores_busy"], 2),
+                )
+            }
+            Some(st) => s += &format!("| {name} | {st} | | | | | |\n"),
+        }
+    }
+    s
+}
+
 fn markdown(r: &Value) -> String {
     let mut s = String::new();
     let m = &r["machine"];
@@ -2359,6 +2486,7 @@ fn markdown(r: &Value) -> String {
         ],
         true,
     );
+    s += &ceiling_rows(b);
     s += "\nThroughput (values only, MB = 10⁶ bytes; CPU in core-seconds per GiB of values moved; \
           peak RSS = VmHWM since the workload's start; other CPU = the machine's busy time \
           not used by the broker or the load generator):\n\n\
@@ -2636,7 +2764,8 @@ mod tests {
     }
 
     #[test]
-    fn the_throughput_and_cpu_targets_say_who_used_the_cores_and_what_the_bare_loops_cost() {
+    fn the_throughput_and_cpu_targets_say_who_used_the_cores_what_the_client_reaches_alone_and_what_the_bare_loops_cost(
+    ) {
         let loop_ = |cpu: f64| json!({"status": "ok", "cpu_secs_per_gib": cpu});
         let r = json!({
             "config": {"w1_bytes": 4u64 << 30},
@@ -2648,6 +2777,10 @@ mod tests {
                 "fetch_mapped_bare_loop": {"status": "skipped", "reason": "not measured"},
                 "produce_direct_bare_loop": loop_(0.77),
                 "produce_direct_floor_bare_loop": loop_(0.6),
+                "client_ceiling_produce": {
+                    "status": "ok", "mb_per_sec": 1317.475, "client_cpu_secs_per_gib": 1.1,
+                },
+                "client_ceiling_consume": {"status": "failed", "error": "no"},
             },
             "workloads": {
                 "w1_acks_1": {
@@ -2671,7 +2804,10 @@ mod tests {
         };
         assert_eq!(
             note("w1_mbps"),
-            json!("1.76 of 2 cores busy; per GiB: client 2.07, broker 0.86, other 0.35 core-s")
+            json!(
+                "1.76 of 2 cores busy; per GiB: client 2.07, broker 0.86, other 0.35 core-s; \
+                 the load generator alone (null broker): 1317 MB/s at 1.10 client core-s/GiB"
+            )
         );
         assert_eq!(
             note("w1_cpu"),

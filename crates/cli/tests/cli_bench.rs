@@ -100,6 +100,19 @@ fn given_tiny_sizes_should_write_both_reports_with_every_workload() {
             r["baselines"]
         );
     }
+    // The load generator alone against the null broker: everything it sent or read counted.
+    for key in ["client_ceiling_produce", "client_ceiling_consume"] {
+        let v = &r["baselines"][key];
+        assert_eq!(v["status"], "ok", "{key}: {v}");
+        for k in [
+            "mb_per_sec",
+            "client_cpu_secs_per_gib",
+            "null_broker_cpu_secs_per_gib",
+        ] {
+            assert!(v[k].as_f64().is_some(), "{key}.{k}: {v}");
+        }
+    }
+    assert!(md.contains("The load generator alone"), "{md}");
     let w = &r["workloads"];
     for key in ["w1_acks_1", "w1_acks_all", "w2_catch_up", "w4_partitions"] {
         let v = &w[key];

@@ -112,7 +112,7 @@ impl Shape {
 }
 
 /// CPU seconds (user + system) of the calling thread so far.
-fn thread_cpu_secs() -> io::Result<f64> {
+pub(super) fn thread_cpu_secs() -> io::Result<f64> {
     // SAFETY: `getrusage` fills the zeroed struct we own; RUSAGE_THREAD is Linux's.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
@@ -124,7 +124,7 @@ fn thread_cpu_secs() -> io::Result<f64> {
 }
 
 /// A batch's worth of the workloads' values: 1 KiB records, half of each random bytes.
-fn batch_bytes(len: usize) -> Vec<u8> {
+pub(super) fn batch_bytes(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     (0..len)
         .map(|i| {
