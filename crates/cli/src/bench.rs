@@ -738,11 +738,7 @@ impl Suite {
             }
         };
         let produce = self.produce_args("w1", size, parts, "1");
-        let consume: Vec<String> = ["consume", "w1", "-n", &log.records().to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(["--idle-timeout".into(), "30s".into()])
-            .collect();
+        let consume = consume_args("w1", log.records());
         vec![
             (
                 "client_ceiling_produce",
@@ -963,11 +959,7 @@ impl Suite {
         };
         let w2 = with_w2.then(|| {
             let records = w1["records"].as_u64().unwrap_or(0);
-            let args: Vec<String> = ["consume", "w1", "-n", &records.to_string()]
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["--idle-timeout".into(), "30s".into()])
-                .collect();
+            let args = consume_args("w1", records);
             // A consumer with a group.id (librdkafka's always has one) asks for its coordinator,
             // and the first FindCoordinator creates __consumer_offsets (50 partitions): a
             // one-time cost, paid here before the measured run.
@@ -2370,6 +2362,21 @@ fn baseline_rows(b: &Value, rows: &[(&str, &str)], cpu: bool) -> String {
         }
     }
     s
+}
+
+/// `runnel perf consume` arguments of W2: `records` from the beginning of `topic`.
+fn consume_args(topic: &str, records: u64) -> Vec<String> {
+    [
+        "consume",
+        topic,
+        "-n",
+        &records.to_string(),
+        "--idle-timeout",
+        "30s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// The table of the load generator's runs against the null broker, if the run made them.

@@ -20,7 +20,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -71,6 +71,8 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 const BATCH_LENGTH_AT: usize = 8;
 const BATCH_LAST_OFFSET_DELTA_AT: usize = 23;
 const BATCH_HEADER_BYTES: usize = 61;
+/// The base offset and length fields, which the batch length does not count.
+const BATCH_LOG_OVERHEAD_BYTES: usize = 12;
 
 /// The versions answered. Fetch stops at v11, the last whose answer has no tagged fields, so
 /// that its answer is written by [`fetch_answer`] without the generated encoder; librdkafka
@@ -88,10 +90,10 @@ const VERSIONS: [(ApiKey, VersionRange); 7] = [
 /// What the null broker serves from: one topic, the same data in every partition.
 #[derive(Debug, Clone)]
 pub struct NullLog {
-    pub topic: String,
-    pub partitions: i32,
+    topic: String,
+    partitions: i32,
     /// Copies of the batch in each partition.
-    pub batches: i64,
+    batches: i64,
     /// The batch (base offset 0), in W1's shape.
     batch: Bytes,
     records_per_batch: i64,
@@ -134,7 +136,7 @@ impl NullLog {
         self.batches * self.records_per_batch
     }
 
-    /// Value bytes in the whole log (what a consumer counts).
+    /// Records in the whole log (what a consumer reading all of it counts).
     pub fn records(&self) -> u64 {
         (self.records_per_partition() * self.partitions as i64) as u64
     }
@@ -151,7 +153,6 @@ pub struct NullFigures {
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
-    connections: AtomicUsize,
     figures: Mutex<NullFigures>,
     /// Next offset of each partition, as Produce acknowledges them.
     produced: Mutex<Vec<i64>>,
@@ -241,15 +242,18 @@ fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name("null-broker-conn".into())
             .spawn(move || {
-                s.connections.fetch_add(1, Ordering::SeqCst);
                 let mut requests = 0;
-                // A connection ends when the client closes it or sends what we do not answer.
-                let _ = serve(stream, addr, &log, &s, &mut requests);
+                // A connection ends when the client closes it, or with a line on stderr when it
+                // sends what the null broker does not answer.
+                if let Err(e) = serve(stream, addr, &log, &s, &mut requests) {
+                    if !client_gone(&e) {
+                        eprintln!("runnel bench: the null broker closed a connection: {e}");
+                    }
+                }
                 let cpu = thread_cpu_secs().unwrap_or(0.0);
                 let mut f = s.figures.lock().unwrap_or_else(|e| e.into_inner());
                 f.cpu_secs += cpu;
                 f.requests += requests;
-                s.connections.fetch_sub(1, Ordering::SeqCst);
             });
         if let Ok(c) = spawned {
             connections.push(c);
@@ -262,6 +266,17 @@ fn accept_loop(
         .unwrap_or_else(|e| e.into_inner())
         .cpu_secs += cpu;
     connections
+}
+
+/// Whether `e` only says that the client closed its end.
+fn client_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 fn serve(
@@ -303,17 +318,19 @@ fn serve(
             }
             Err(e) => return Err(io::Error::other(e.to_string())),
         };
-        if request.api_key == ApiKey::Fetch {
-            let RequestKind::Fetch(ref fetch) = request.body else {
-                return Err(io::Error::other("a Fetch without a Fetch body"));
-            };
+        if let RequestKind::Fetch(fetch) = &request.body {
             let answer = fetch_answer(
                 log,
                 fetch,
                 request.api_version,
                 request.header.correlation_id,
             );
-            write_all_vectored(&mut stream, &answer.slices(&log.batch))?;
+            if answer.batches.is_empty() {
+                // Nothing to send (every partition at its end): the request's wait, bounded.
+                let wait_ms = u64::try_from(fetch.max_wait_ms).unwrap_or(0);
+                std::thread::sleep(Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX)));
+            }
+            write_all_vectored(&mut stream, answer.slices(&log.batch))?;
             continue;
         }
         let Some(body) = answer(log, shared, addr, &request) else {
@@ -505,7 +522,10 @@ fn count_records(mut records: &[u8]) -> i64 {
                 .expect("4 bytes"),
         );
         n += i64::from(delta.max(0)) + 1;
-        let Some(total) = usize::try_from(len).ok().and_then(|l| l.checked_add(12)) else {
+        let Some(total) = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(BATCH_LOG_OVERHEAD_BYTES))
+        else {
             break;
         };
         records = &records[total.min(records.len())..];
@@ -513,8 +533,8 @@ fn count_records(mut records: &[u8]) -> i64 {
     n
 }
 
-/// A Fetch answer: encoded fields in `inline`, and after each `(position, _)` of `batches` a
-/// copy of the batch from its 9th byte on (its first 8, the base offset, are in `inline`).
+/// A Fetch answer: encoded fields in `inline`, and at each position in `inline` listed in
+/// `batches` the batch from its 9th byte on (its first 8, the base offset, end `inline` there).
 struct FetchAnswer {
     inline: Vec<u8>,
     batches: Vec<usize>,
@@ -535,8 +555,7 @@ impl FetchAnswer {
 }
 
 /// Encodes a Fetch answer at `version` (4 to 11: no tagged fields) by hand, Kafka's
-/// `FetchResponse` field by field. An empty answer (every partition at its end) waits the
-/// request's `max_wait_ms` first, bounded by [`FETCH_WAIT_MS_MAX`].
+/// `FetchResponse` field by field.
 fn fetch_answer(
     log: &NullLog,
     fetch: &FetchRequest,
@@ -580,11 +599,12 @@ fn fetch_answer(
             if version >= 11 {
                 inline.put_i32(-1); // preferred_read_replica
             }
-            let mut first = if error == 0 {
+            let start = if error == 0 {
                 p.fetch_offset / log.records_per_batch
             } else {
                 log.batches
             };
+            let mut first = start;
             let mut allowed = i64::from(p.partition_max_bytes.max(0)).min(budget);
             let mut n = 0usize;
             while first < log.batches && n < FETCH_BATCHES_MAX {
@@ -599,7 +619,7 @@ fn fetch_answer(
                 first += 1;
             }
             inline.put_i32((n * log.batch.len()) as i32);
-            let mut base = (first - n as i64) * log.records_per_batch;
+            let mut base = start * log.records_per_batch;
             for _ in 0..n {
                 inline.put_i64(base);
                 batches.push(inline.len());
@@ -607,18 +627,13 @@ fn fetch_answer(
             }
         }
     }
-    if batches.is_empty() {
-        let wait_ms = u64::try_from(fetch.max_wait_ms.max(0)).unwrap_or(0);
-        std::thread::sleep(Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX)));
-    }
     let size = inline.len() - 4 + batches.len() * rest;
     inline[..4].copy_from_slice(&(size as i32).to_be_bytes());
     FetchAnswer { inline, batches }
 }
 
-fn write_all_vectored(stream: &mut TcpStream, slices: &[IoSlice<'_>]) -> io::Result<()> {
-    let mut owned: Vec<IoSlice<'_>> = slices.to_vec();
-    let mut rest: &mut [IoSlice<'_>] = &mut owned;
+fn write_all_vectored(stream: &mut TcpStream, mut slices: Vec<IoSlice<'_>>) -> io::Result<()> {
+    let mut rest: &mut [IoSlice<'_>] = &mut slices;
     while !rest.is_empty() {
         let n = stream.write_vectored(rest)?;
         if n == 0 {
