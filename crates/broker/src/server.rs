@@ -112,10 +112,7 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
                     continue;
                 }
             },
-            _ = crate::state::stopped(&mut shutdown) => {
-                info!(addr = ?listener.local_addr().ok(), "listener stopped");
-                return;
-            }
+            _ = crate::state::stopped(&mut shutdown) => return log_stopped(&listener),
         };
         let slot = match limiter.try_slot() {
             Some(slot) => slot,
@@ -129,10 +126,7 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
                 }
                 tokio::select! {
                     slot = limiter.slot() => slot,
-                    _ = crate::state::stopped(&mut shutdown) => {
-                        info!(addr = ?listener.local_addr().ok(), "listener stopped");
-                        return;
-                    }
+                    _ = crate::state::stopped(&mut shutdown) => return log_stopped(&listener),
                 }
             }
         };
@@ -150,6 +144,11 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
             drop(permit);
         });
     }
+}
+
+/// The accept loop's last line, whether it was waiting to accept or for a free slot.
+fn log_stopped(listener: &TcpListener) {
+    info!(addr = ?listener.local_addr().ok(), "listener stopped");
 }
 
 #[cfg(test)]

@@ -162,7 +162,13 @@ struct Shared {
 pub struct NullBroker {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+    accept: Option<JoinHandle<Vec<Connection>>>,
+}
+
+/// A connection's thread, and a handle on its socket to end it with.
+struct Connection {
+    thread: JoinHandle<()>,
+    socket: TcpStream,
 }
 
 impl NullBroker {
@@ -190,8 +196,8 @@ impl NullBroker {
         self.addr.to_string()
     }
 
-    /// Stops accepting, waits for the connections to end (the client has exited by then) and
-    /// returns the figures.
+    /// Stops accepting, closes the connections a client left open (normally none: the client
+    /// has exited by then) and returns the figures once their threads have ended.
     pub fn stop(mut self) -> NullFigures {
         self.shutdown();
         *self
@@ -208,7 +214,9 @@ impl NullBroker {
         if let Some(accept) = self.accept.take() {
             if let Ok(connections) = accept.join() {
                 for c in connections {
-                    let _ = c.join();
+                    // The thread's blocking read returns, and it ends as if the client had.
+                    let _ = c.socket.shutdown(Shutdown::Both);
+                    let _ = c.thread.join();
                 }
             }
         }
@@ -226,18 +234,21 @@ fn accept_loop(
     addr: SocketAddr,
     log: Arc<NullLog>,
     shared: Arc<Shared>,
-) -> Vec<JoinHandle<()>> {
-    let mut connections: Vec<JoinHandle<()>> = Vec::new();
+) -> Vec<Connection> {
+    let mut connections: Vec<Connection> = Vec::new();
     for stream in listener.incoming() {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
         let Ok(stream) = stream else { continue };
-        connections.retain(|c| !c.is_finished());
+        connections.retain(|c| !c.thread.is_finished());
         if connections.len() >= CONNECTIONS_MAX {
             let _ = stream.shutdown(Shutdown::Both);
             continue;
         }
+        let Ok(socket) = stream.try_clone() else {
+            continue;
+        };
         let (log, s) = (log.clone(), shared.clone());
         let spawned = std::thread::Builder::new()
             .name("null-broker-conn".into())
@@ -255,8 +266,8 @@ fn accept_loop(
                 f.cpu_secs += cpu;
                 f.requests += requests;
             });
-        if let Ok(c) = spawned {
-            connections.push(c);
+        if let Ok(thread) = spawned {
+            connections.push(Connection { thread, socket });
         }
     }
     let cpu = thread_cpu_secs().unwrap_or(0.0);
@@ -723,6 +734,31 @@ mod tests {
         assert_eq!(produced, vec![500, 500]);
         drop(producer);
         broker.stop();
+    }
+
+    #[test]
+    fn given_a_client_that_stays_connected_when_stopped_should_close_it_and_return() {
+        let broker = NullBroker::start(NullLog::new("t", 1, 1, 64 * 1024, 1024).unwrap()).unwrap();
+        let mut held = TcpStream::connect(broker.addr()).unwrap();
+        // A whole request is served first, so the connection's thread is surely running:
+        // ApiVersions v0 (key 18, version 0, correlation id 7, null client id, empty body).
+        let frame = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
+        held.write_all(&frame).unwrap();
+        let mut size = [0u8; 4];
+        held.read_exact(&mut size).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(broker.stop());
+        });
+        let figures = done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stop returned while a client held its connection");
+        assert_eq!(figures.requests, 1);
+        let mut rest = Vec::new();
+        held.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = held.read_to_end(&mut rest);
+        drop(held);
     }
 
     /// The hand-encoded answer, decoded by the generated codec at `version`: per partition,
