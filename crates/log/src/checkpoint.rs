@@ -89,29 +89,35 @@ pub(crate) fn decode_log_start_offset(bytes: &[u8]) -> Result<i64, String> {
     Ok(offset)
 }
 
-/// Most tombstone horizon ranges the cleaner checkpoint keeps; beyond it the two oldest are
-/// merged (keeping the later horizon, so tombstones are kept longer, never shorter).
+/// Most horizon ranges the cleaner checkpoint keeps; beyond it the two oldest are merged
+/// (keeping the later horizon, so tombstones and markers are kept longer, never shorter).
 pub(crate) const HORIZON_RANGES_MAX: usize = 1024;
 
 /// The cleaner's persisted state (`cleaner-checkpoint`): how far the log has been cleaned and
-/// when the tombstones of each cleaned range may be removed.
+/// when the tombstones and transaction markers of each cleaned range may be removed.
 ///
 /// ```text
-/// 0                       version
+/// 1                       version
 /// <first_dirty_offset>    offsets below it were cleaned at least once
 /// <count>                 horizon ranges, at most HORIZON_RANGES_MAX
-/// <end_offset> <horizon>  tombstones below end_offset (and at or above the previous range's
-///                         end) may be removed once now >= horizon (ms)
+/// <end_offset> <horizon>  tombstones and markers below end_offset (and at or above the
+///                         previous range's end) may be removed once now >= horizon (ms)
 /// ```
 ///
-/// A tombstone below `first_dirty_offset` in no range is past its horizon: ranges are only
-/// dropped once their horizon has passed and a clean removed their tombstones.
+/// A tombstone or marker below `first_dirty_offset` in no range is past its horizon: ranges are
+/// only dropped once their horizon has passed. Version 0 (written before markers were
+/// removed) has the same lines, but its cleans recorded a range only when they kept a new
+/// tombstone: the markers below its first dirty offset have no horizon yet
+/// ([`CleanerCheckpoint::markers_unranged`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CleanerCheckpoint {
     /// `None`: never cleaned (or the checkpoint was lost): the whole log is dirty.
     pub first_dirty_offset: Option<i64>,
     /// `(end_offset, horizon_ms)`, end offsets strictly increasing, all `<= first_dirty_offset`.
     pub horizons: Vec<(i64, i64)>,
+    /// Read from a version-0 checkpoint with a first dirty offset: the markers below it have
+    /// no recorded horizon, so the next clean keeps them and sets one.
+    pub markers_unranged: bool,
 }
 
 impl CleanerCheckpoint {
@@ -129,7 +135,7 @@ impl CleanerCheckpoint {
 
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut s = format!(
-            "0\n{}\n{}\n",
+            "1\n{}\n{}\n",
             self.first_dirty_offset.unwrap_or(-1),
             self.horizons.len()
         );
@@ -142,9 +148,11 @@ impl CleanerCheckpoint {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
         let mut lines = text.lines();
-        if lines.next().map(str::trim) != Some("0") {
-            return Err("unknown version".into());
-        }
+        let version = match lines.next().map(str::trim) {
+            Some("0") => 0,
+            Some("1") => 1,
+            _ => return Err("unknown version".into()),
+        };
         let first_dirty: i64 = lines
             .next()
             .and_then(|l| l.trim().parse().ok())
@@ -185,6 +193,7 @@ impl CleanerCheckpoint {
         Ok(CleanerCheckpoint {
             first_dirty_offset: (first_dirty >= 0).then_some(first_dirty),
             horizons,
+            markers_unranged: version == 0 && first_dirty >= 0,
         })
     }
 }
@@ -210,6 +219,7 @@ mod tests {
         let c = CleanerCheckpoint {
             first_dirty_offset: Some(100),
             horizons: vec![(10, 5_000), (60, 9_000)],
+            markers_unranged: false,
         };
         assert_eq!(CleanerCheckpoint::decode(&c.encode()), Ok(c.clone()));
         assert_eq!(c.horizon_of(0), Some(5_000));
@@ -221,7 +231,7 @@ mod tests {
         assert_eq!(CleanerCheckpoint::decode(&fresh.encode()), Ok(fresh));
         for bad in [
             &b""[..],
-            b"1\n5\n0\n",
+            b"2\n5\n0\n",
             b"0\n5\n1\n",
             b"0\n5\n2\n3 1\n2 1\n",
             b"0\n5\n1\n9 1\n",
@@ -229,6 +239,28 @@ mod tests {
         ] {
             assert!(CleanerCheckpoint::decode(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn given_version_0_cleaner_checkpoint_should_read_its_markers_as_unranged() {
+        let old = CleanerCheckpoint::decode(b"0\n100\n1\n60 9000\n").unwrap();
+        assert_eq!(old.first_dirty_offset, Some(100));
+        assert_eq!(old.horizons, vec![(60, 9_000)]);
+        assert!(
+            old.markers_unranged,
+            "its cleans set no horizon for markers"
+        );
+        let never_cleaned = CleanerCheckpoint::decode(b"0\n-1\n0\n").unwrap();
+        assert_eq!(never_cleaned, CleanerCheckpoint::default());
+        let rewritten = CleanerCheckpoint {
+            markers_unranged: false,
+            ..old
+        };
+        assert!(rewritten.encode().starts_with(b"1\n"));
+        assert_eq!(
+            CleanerCheckpoint::decode(&rewritten.encode()),
+            Ok(rewritten)
+        );
     }
 
     #[test]

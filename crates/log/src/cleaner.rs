@@ -31,11 +31,13 @@
 //!      cleaned segment always ends exactly where the segments it replaces ended (segments
 //!      stay contiguous; recovery relies on it to complete an interrupted swap).
 //!
-//!    Control batches (transaction markers) are kept as they are (Kafka removes markers once
-//!    their transaction's data is gone and `delete.retention.ms` has passed; Runnel keeps
-//!    them). Records of aborted transactions ([`crate::txn_index`]) are removed and never
-//!    enter the offset map, so an aborted value never supersedes a committed one. Nothing
-//!    at or after the first unstable offset (an open transaction's first batch) is cleaned.
+//!    Control batches (transaction markers) are kept as they are until no data of their
+//!    transaction is left and their delete horizon has passed; then they are removed (see
+//!    *Transaction markers*). Records of aborted transactions ([`crate::txn_index`]) are
+//!    removed and never enter the offset map, so an aborted value never supersedes a
+//!    committed one. Nothing at or after the first unstable offset (an open transaction's
+//!    first batch) is cleaned: the first uncleanable offset is at most the base of the
+//!    segment that holds it.
 //! 4. **Swap**, group by group from the oldest (see *Crash safety*), then the checkpoint.
 //!
 //! # Tombstones
@@ -48,16 +50,83 @@
 //! always takes the base timestamp from the records (deltas from the smallest), so it cannot
 //! write such a batch, and this crate does not hand-write record codecs: instead the horizons
 //! are kept in the cleaner checkpoint, per cleaned offset range (`(end_offset, horizon_ms)`,
-//! one range per clean that kept a new tombstone). The rule is Kafka's: a tombstone is kept by
-//! the clean that first covers it and by every clean before its horizon, and removed by the
-//! first clean at or after it. If the checkpoint is lost, the next clean treats the whole log
-//! as dirty and sets new horizons: tombstones are kept longer, never shorter.
+//! one range per clean that kept a new tombstone or covered a new marker). The rule is
+//! Kafka's: a tombstone is kept by the clean that first covers it and by every clean before
+//! its horizon, and removed by the first clean at or after it. If the checkpoint is lost, the
+//! next clean treats the whole log as dirty and sets new horizons: tombstones and markers are
+//! kept longer, never shorter.
+//!
+//! # Transaction markers
+//!
+//! Kafka's rule (`CleanedTransactionMetadata`, `checkBatchRetention`): a clean reads the
+//! batches of its groups in offset order, all of them (those it empties or drops too), and
+//! tracks what it has read of each producer's transactions (`TxnTracker`):
+//!
+//! - a transactional data batch of an aborted transaction (per the aborted-transaction index)
+//!   records that data of that transaction was read; any other transactional batch records
+//!   that its producer has an ongoing (committed) transaction;
+//! - a COMMIT marker may be discarded iff its producer had no ongoing transaction (which the
+//!   marker ends either way); an ABORT marker iff no data of its aborted transaction was read
+//!   and — stricter than Kafka, in case the aborted index lacks the transaction (its bound
+//!   dropped the entry) — its producer had no ongoing transaction either; an empty control
+//!   batch may be discarded; any other control batch is kept;
+//! - a discardable marker is removed only once its delete horizon has passed (below), and
+//!   never if it is its producer's last record (the producer state retains no batch of the
+//!   producer and the marker has its epoch: Kafka keeps it for fencing), nor at or past the
+//!   end offset. A removed marker that ends its group leaves an empty header without producer
+//!   fields, as any batch that ends a group.
+//!
+//! So a marker stays while a batch of its transaction is in the log. The last batch of a
+//! producer, kept as an empty header with its producer fields and transactional bit, is read
+//! by every clean and keeps the marker after it. Rebuilding the producer state from a cleaned
+//! log opens and closes the same transactions as before (a removed marker closed nothing that
+//! is still in the log), so the first unstable offset after a reopen is unchanged. Since a
+//! batch the clean empties is still read by it, a marker goes at the earliest in the clean
+//! after the one that removed the last of its transaction's data.
+//!
+//! **Horizons.** Kafka writes a marker's delete horizon (now + `delete.retention.ms`) into the
+//! batch when it first finds the marker discardable. Runnel cannot write that attribute (see
+//! *Tombstones*); a marker has the horizon of the checkpoint range that covers it instead: the
+//! clean that first covers a marker (at or after the first dirty offset) keeps it and records a
+//! range even if it kept no new tombstone, and a discardable marker is removed by the first
+//! clean at or after that range's horizon. For an abort marker that keeps Kafka's guarantee:
+//! aborted data lies before its marker, and the first clean that covers the marker removes all
+//! of it that an earlier clean did not, so the marker survives at least `delete.retention.ms`
+//! after the last of its transaction's data is gone. A consumer that fetched the aborted data
+//! (and its aborted-transaction entry) before the clean drops the producer's transactional
+//! batches until it reads the abort marker; it has that long to get there. (Kafka's horizon
+//! starts one clean later, at the first clean that finds the marker discardable, so Kafka may
+//! keep it one clean interval longer.) A commit marker's range may expire long before its data
+//! is superseded, so it can go in the clean right after its data went, sooner than in Kafka;
+//! no reader needs it (`read_committed` readers act on abort markers only) and the producer
+//! state does not either (above).
+//!
+//! A checkpoint written before markers were removed (version 0) recorded ranges for tombstones
+//! only, so the markers below its first dirty offset have no horizon: the first clean from it
+//! keeps them and records a single range over everything it cleaned with a fresh horizon (or a
+//! tombstone range's later one). They go `delete.retention.ms` after the upgrade at the
+//! earliest; tombstones may be kept longer, never shorter.
+//!
+//! **Aborted-transaction index and producer-state snapshots.** Kafka rebuilds a cleaned
+//! segment's index with the aborted transactions whose marker it keeps because their data was
+//! read. Runnel's index is one file per partition and keeps the entry of every abort marker
+//! still in the log; the entries of the markers a group removes are removed, and the file
+//! rewritten, before that group's swap, because an entry that outlived its marker would make a
+//! `read_committed` reader drop the producer's later, committed, batches. Until the swap (or
+//! if it fails) such a marker is in the log without its entry, which is harmless: no data of
+//! its transaction is left to filter. The producer-state snapshots taken at or before the
+//! last removed marker are deleted before the swap too: one may hold a transaction open whose
+//! data an earlier clean removed and whose marker is now gone. The latest snapshot, taken at
+//! the roll of the active segment or at close, lies past every cleaned offset and stays.
 //!
 //! # Crash safety
 //!
 //! Each group is swapped in with these steps (`B` is the group's base offset):
 //!
-//! 1. write `B.log.cleaned`, `B.index.cleaned`, `B.timeindex.cleaned`, fsync them;
+//! 1. write `B.log.cleaned`, `B.index.cleaned`, `B.timeindex.cleaned`, fsync them; if the
+//!    group removes markers, rewrite the aborted-transaction index without their entries and
+//!    delete the producer-state snapshots at or before the last of them (see *Transaction
+//!    markers*);
 //! 2. rename the two index files to `B.index.swap`, `B.timeindex.swap`; fsync the directory;
 //! 3. rename `B.log.cleaned` to `B.log.swap`; fsync the directory — **the commit point**;
 //! 4. rename every file of the replaced segments to `*.deleted`;
@@ -82,7 +151,7 @@
 //! The clock is injected ([`CleanerOptions::clock`]), so tests use [`ManualClock`] and never
 //! sleep.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,13 +164,14 @@ use kafka_protocol::records::{
     RecordEncodeOptions,
 };
 use runnel_model::batch::{BatchHeaderMut, BatchView, Batches, Compression, BATCH_HEADER_BYTES};
+use runnel_model::control::parse_marker;
 use tracing::{debug, info};
 
 use crate::checkpoint::{self, CleanerCheckpoint, HORIZON_RANGES_MAX};
 use crate::error::LogError;
 use crate::index::{self, IndexFile, IndexLimits, IndexState, OffsetEntry, TimeEntry};
 use crate::partition_log::{fail, step_error, Inner, PartitionLog, CLEANER_CHECKPOINT_FILE};
-use crate::producer_state::increment_sequence;
+use crate::producer_state::{increment_sequence, snapshot_file_name};
 use crate::segment::{
     self, BatchAt, ChunkReader, Segment, SegmentFiles, SegmentSnapshot, CLEANED_SUFFIX,
     DELETED_SUFFIX, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, SCAN_CHUNK_BYTES, SEGMENT_SUFFIXES,
@@ -293,6 +363,9 @@ pub struct CleanStats {
     pub records_superseded: u64,
     /// Tombstones dropped because their delete horizon had passed.
     pub tombstones_removed: u64,
+    /// Transaction markers (control batches) removed: no data of their transaction was left
+    /// and their delete horizon had passed.
+    pub markers_removed: u64,
     /// Records dropped because they have no key.
     pub records_without_key: u64,
     /// Batches dropped entirely, and batches kept as empty headers.
@@ -312,6 +385,62 @@ fn batch_is_aborted(aborted: &AbortedTxns, batch: &BatchView<'_>) -> bool {
             batch.base_offset(),
             batch.last_offset(),
         )
+}
+
+/// Kafka's `CleanedTransactionMetadata`: what a clean has read of each producer's
+/// transactions so far, in offset order, to decide which markers may go.
+#[derive(Debug, Default)]
+struct TxnTracker {
+    /// Producers with a transactional batch read since their last marker (Kafka's
+    /// `ongoingCommittedTxns`; here also a transaction the aborted index does not know).
+    ongoing: HashSet<i64>,
+    /// Aborted transactions, as `(producer id, abort marker offset)`, with a batch read.
+    aborted_seen: HashSet<(i64, i64)>,
+}
+
+impl TxnTracker {
+    /// A data batch read (Kafka's `onBatchRead`): whether it belongs to an aborted
+    /// transaction (see [`batch_is_aborted`]).
+    fn on_batch(&mut self, aborted: &AbortedTxns, batch: &BatchView<'_>) -> bool {
+        if !batch.is_transactional() || batch.is_control() {
+            return false;
+        }
+        let producer_id = batch.producer_id();
+        match aborted.aborted_txn_of(producer_id, batch.base_offset(), batch.last_offset()) {
+            Some(txn) => {
+                self.aborted_seen.insert((producer_id, txn.last_offset));
+                true
+            }
+            None => {
+                self.ongoing.insert(producer_id);
+                false
+            }
+        }
+    }
+
+    /// A control batch read (Kafka's `onControlBatchRead`): whether it may be discarded. A
+    /// commit may go if no batch of its producer was read since the producer's last marker; an
+    /// abort if no batch of its aborted transaction was read either (Kafka asks only the
+    /// latter; a batch read as committed before an abort means the aborted index lacks the
+    /// transaction, and the marker is what ends it when the state is rebuilt). An empty
+    /// control batch may go; another control type or a malformed marker stays.
+    fn on_marker(&mut self, batch: &BatchView<'_>) -> bool {
+        if batch.records_count() == 0 {
+            return true;
+        }
+        let producer_id = batch.producer_id();
+        match parse_marker(batch) {
+            Ok(Some(marker)) => {
+                let data_read = self.ongoing.remove(&producer_id);
+                let aborted_data_read = !marker.commit
+                    && self
+                        .aborted_seen
+                        .remove(&(producer_id, batch.base_offset()));
+                !data_read && !aborted_data_read
+            }
+            Ok(None) | Err(_) => false,
+        }
+    }
 }
 
 /// Kafka's `Throttler`.
@@ -375,6 +504,7 @@ struct Plan {
     /// Closed segments below the first uncleanable offset, oldest first.
     segments: Vec<Planned>,
     producer_last_offsets: HashMap<i64, i64>,
+    producer_epochs_without_batches: HashMap<i64, i16>,
     aborted: AbortedTxns,
     cleaner: CleanerCheckpoint,
     segment_bytes: u64,
@@ -473,23 +603,76 @@ impl OffsetMap {
 struct Filter<'p> {
     map: &'p OffsetMap,
     end_offset: i64,
-    /// Tombstones at or after it are seen for the first time: their horizon starts now.
+    /// Tombstones and markers at or after it are seen for the first time: their horizon
+    /// starts now.
     first_dirty: i64,
     cleaner: &'p CleanerCheckpoint,
     producer_last_offsets: &'p HashMap<i64, i64>,
+    producer_epochs_without_batches: &'p HashMap<i64, i16>,
     aborted: &'p AbortedTxns,
     now_ms: i64,
-    /// Tombstones at or after `first_dirty` that were kept (the new horizon range is recorded
-    /// only if there are any).
+    /// Tombstones and markers at or after `first_dirty` that were kept (the new horizon range
+    /// is recorded only if there are any).
     new_tombstones_kept: u64,
+    new_markers_kept: u64,
+    txns: TxnTracker,
+    /// Offsets of the markers removed from the group being written, ascending.
+    markers_removed: Vec<i64>,
 }
 
 impl Filter<'_> {
-    fn retain(&mut self, batch: &BatchView<'_>, record: &Record, stats: &mut CleanStats) -> bool {
+    /// Whether the delete horizon of a tombstone or marker at `offset`, below the first dirty
+    /// offset, has passed (no range holds the offset: its range was dropped once past).
+    fn horizon_passed(&self, offset: i64) -> bool {
+        self.cleaner
+            .horizon_of(offset)
+            .is_none_or(|horizon| self.now_ms >= horizon)
+    }
+
+    /// What the clean keeps of a control batch (see the module docs).
+    fn marker<'b>(
+        &mut self,
+        view: &BatchView<'b>,
+        group_end: i64,
+        stats: &mut CleanStats,
+    ) -> Output<'b> {
+        let discardable = self.txns.on_marker(view);
+        let offset = view.base_offset();
+        if offset >= self.end_offset {
+            return Output::Keep(view.as_bytes());
+        }
+        if offset >= self.first_dirty {
+            self.new_markers_kept += 1;
+            return Output::Keep(view.as_bytes());
+        }
+        // The producer's last record: it carries the producer's epoch (Kafka keeps it too).
+        let producer_last = self
+            .producer_epochs_without_batches
+            .get(&view.producer_id())
+            == Some(&view.producer_epoch());
+        if !discardable
+            || producer_last
+            || self.cleaner.markers_unranged
+            || !self.horizon_passed(offset)
+        {
+            return Output::Keep(view.as_bytes());
+        }
+        stats.markers_removed += 1;
+        self.markers_removed.push(offset);
+        if view.next_offset() == group_end {
+            stats.empty_batches_kept += 1;
+            return Output::Rewritten(empty_batch(view, false));
+        }
+        Output::Drop
+    }
+
+    /// Whether the clean keeps `record`, of a batch that belongs to an aborted transaction if
+    /// `batch_aborted`.
+    fn retain(&mut self, record: &Record, batch_aborted: bool, stats: &mut CleanStats) -> bool {
         if record.offset >= self.end_offset {
             return true;
         }
-        if batch_is_aborted(self.aborted, batch) {
+        if batch_aborted {
             return false;
         }
         let Some(key) = &record.key else {
@@ -509,13 +692,11 @@ impl Filter<'_> {
                 self.new_tombstones_kept += 1;
                 return true;
             }
-            return match self.cleaner.horizon_of(record.offset) {
-                Some(horizon) if self.now_ms < horizon => true,
-                _ => {
-                    stats.tombstones_removed += 1;
-                    false
-                }
-            };
+            if !self.horizon_passed(record.offset) {
+                return true;
+            }
+            stats.tombstones_removed += 1;
+            return false;
         }
         true
     }
@@ -647,6 +828,7 @@ impl PartitionLog {
                     })
                     .collect(),
                 producer_last_offsets: inner.producers.last_batch_offsets(),
+                producer_epochs_without_batches: inner.producers.epochs_without_batches(),
                 aborted: inner.aborted.clone(),
                 cleaner: inner.cleaner.clone(),
                 segment_bytes: inner.config.segment_bytes,
@@ -692,30 +874,51 @@ impl PartitionLog {
             first_dirty: plan.first_dirty,
             cleaner: &plan.cleaner,
             producer_last_offsets: &plan.producer_last_offsets,
+            producer_epochs_without_batches: &plan.producer_epochs_without_batches,
             aborted: &plan.aborted,
             now_ms,
             new_tombstones_kept: 0,
+            new_markers_kept: 0,
+            txns: TxnTracker::default(),
+            markers_removed: Vec::new(),
         };
         for group in &groups {
             self.check_abort()?;
             let cleaned =
                 self.clean_group(group, &plan.limits, &mut filter, &mut throttler, &mut stats)?;
-            self.swap_in(group, cleaned, now_ms)?;
+            let markers_removed = std::mem::take(&mut filter.markers_removed);
+            self.swap_in(group, cleaned, &markers_removed, now_ms)?;
             stats.segments_cleaned += group.len();
             stats.segments_written += 1;
         }
         stats.cleaned = !groups.is_empty();
 
         // The checkpoint: the next clean starts at the end offset; ranges whose horizon passed
-        // had all their tombstones removed just now; a range for the tombstones seen first.
+        // had all their tombstones (and their markers that may go) removed just now; a range
+        // for the tombstones and markers seen first.
         let mut next = plan.cleaner.clone();
         next.first_dirty_offset = Some(end_offset);
         let log_start_offset = self.log_start_offset().max(plan.log_start_offset);
         next.horizons
             .retain(|&(end, horizon)| horizon > now_ms && end > log_start_offset);
-        if filter.new_tombstones_kept > 0 && end_offset > plan.first_dirty {
-            next.horizons
-                .push((end_offset, now_ms.saturating_add(opts.delete_retention_ms)));
+        let new_horizon = now_ms.saturating_add(opts.delete_retention_ms);
+        if plan.cleaner.markers_unranged {
+            // A version-0 checkpoint: the markers below its first dirty offset get their
+            // horizon now, with one range over everything cleaned (its tombstones keep their
+            // horizon or get this later one).
+            let latest = next.horizons.iter().map(|&(_, h)| h).max();
+            next.horizons.clear();
+            if end_offset > log_start_offset {
+                next.horizons.push((
+                    end_offset,
+                    latest.map_or(new_horizon, |h| h.max(new_horizon)),
+                ));
+            }
+            next.markers_unranged = false;
+        } else if (filter.new_tombstones_kept > 0 || filter.new_markers_kept > 0)
+            && end_offset > plan.first_dirty
+        {
+            next.horizons.push((end_offset, new_horizon));
         }
         // Bounded: each iteration merges two ranges.
         while next.horizons.len() > HORIZON_RANGES_MAX {
@@ -1022,8 +1225,49 @@ impl PartitionLog {
         Ok((files, size_bytes, next_offset, index_state))
     }
 
-    /// Swaps a cleaned segment in for `group` (steps 2–6 of the module docs).
-    fn swap_in(&self, group: &[&Planned], cleaned: Cleaned, now_ms: i64) -> Result<(), LogError> {
+    /// Before the swap that removes the markers at `markers_removed` (ascending): drops their
+    /// aborted-transaction entries (an entry without its marker would make `read_committed`
+    /// readers drop the producer's later, committed, batches) and the producer-state snapshots
+    /// taken at or before the last of them (one may hold a transaction open whose data an
+    /// earlier clean removed and whose marker is now gone; without it, the next open replays
+    /// from an older snapshot or from the start). Both are durable before the commit point
+    /// (the atomic rewrite fsyncs the directory, and so does step 2 of the module docs' *Crash
+    /// safety*). Neither harms the log if the swap does not happen: there is nothing left for
+    /// such an entry to filter, and a missing snapshot only means a longer replay.
+    fn forget_removed_markers(
+        &self,
+        inner: &mut Inner,
+        markers_removed: &[i64],
+    ) -> Result<(), LogError> {
+        let Some(&last) = markers_removed.last() else {
+            return Ok(());
+        };
+        inner
+            .aborted
+            .remove_markers(&*self.storage, &self.dir, markers_removed)
+            .map_err(step_error)?;
+        let stale: Vec<i64> = inner.snapshots.range(..=last).copied().collect();
+        for offset in stale {
+            let path = self.dir.join(snapshot_file_name(offset));
+            match self.storage.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io("remove", path, e)),
+            }
+            inner.snapshots.remove(&offset);
+        }
+        Ok(())
+    }
+
+    /// Swaps a cleaned segment in for `group` (steps 2–6 of the module docs), which removed the
+    /// markers at `markers_removed` (ascending).
+    fn swap_in(
+        &self,
+        group: &[&Planned],
+        cleaned: Cleaned,
+        markers_removed: &[i64],
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let base = cleaned.base_offset;
         let cleaned_path = |suffix| segment::temp_path(&self.dir, base, suffix, CLEANED_SUFFIX);
         let swap_path = |suffix| segment::temp_path(&self.dir, base, suffix, SWAP_SUFFIX);
@@ -1036,7 +1280,7 @@ impl PartitionLog {
         };
         // Before the commit point: the log must still be open and hold the group unchanged.
         {
-            let inner = self.lock();
+            let mut inner = self.lock();
             if let Err(e) = self.check_usable(&inner) {
                 return Err(abandon(e));
             }
@@ -1052,6 +1296,9 @@ impl PartitionLog {
                     0,
                     "the segments being cleaned changed during the clean".into(),
                 )));
+            }
+            if let Err(e) = self.forget_removed_markers(&mut inner, markers_removed) {
+                return Err(abandon(e));
             }
         }
         if let Err(e) = self.check_abort() {
@@ -1205,16 +1452,19 @@ fn clean_batch<'b>(
     filter: &mut Filter<'_>,
     stats: &mut CleanStats,
 ) -> Result<Output<'b>, String> {
-    if view.is_control() || view.base_offset() >= filter.end_offset {
-        // Markers are kept for now (see `batch_is_aborted`); batches past the offset map are
-        // not cleaned yet.
+    if view.is_control() {
+        return Ok(filter.marker(view, group_end, stats));
+    }
+    let aborted = filter.txns.on_batch(filter.aborted, view);
+    if view.base_offset() >= filter.end_offset {
+        // Past the offset map: not cleaned yet.
         return Ok(Output::Keep(view.as_bytes()));
     }
     let records = decode(view)?;
     stats.records_read += records.len() as u64;
     let kept: Vec<&Record> = records
         .iter()
-        .filter(|r| filter.retain(view, r, stats))
+        .filter(|r| filter.retain(r, aborted, stats))
         .collect();
     stats.records_kept += kept.len() as u64;
     if !records.is_empty() && kept.len() == records.len() {
@@ -1358,6 +1608,90 @@ mod tests {
     use super::*;
     use crate::testing::{keyed_batch, set_producer};
     use runnel_model::batch::testing::KeyValue;
+
+    /// A transactional batch of one keyed record of `producer_id` at `offset`.
+    fn txn_batch_at(producer_id: i64, offset: i64) -> Vec<u8> {
+        let kvs: Vec<KeyValue<'_>> = vec![(Some(b"k"), Some(b"v"))];
+        let mut batch = keyed_batch(&kvs, 5_000, RecordCompression::None);
+        BatchHeaderMut::new(&mut batch)
+            .unwrap()
+            .set_base_offset(offset);
+        set_producer(&mut batch, producer_id, 0, 0);
+        crate::testing::set_attribute_bits(&mut batch, crate::testing::ATTR_TRANSACTIONAL, true);
+        batch
+    }
+
+    fn marker_at(producer_id: i64, offset: i64, commit: bool) -> Vec<u8> {
+        let marker = runnel_model::control::Marker {
+            producer_id,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            commit,
+        };
+        let mut batch = runnel_model::control::build_marker_batch(&marker, 5_000);
+        BatchHeaderMut::new(&mut batch)
+            .unwrap()
+            .set_base_offset(offset);
+        batch
+    }
+
+    #[test]
+    fn given_batches_read_in_offset_order_should_discard_only_markers_whose_transaction_left_no_data(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut aborted = AbortedTxns::default();
+        let abort = |producer_id, first_offset, last_offset| crate::txn_index::AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset,
+            last_stable_offset: last_offset + 1,
+        };
+        // Producer 2's transaction [3, 5] and producer 4's [20, 21] were aborted.
+        aborted
+            .append(
+                &crate::storage::FsStorage,
+                dir.path(),
+                &[abort(2, 3, 5), abort(4, 20, 21)],
+            )
+            .unwrap();
+        let mut txns = TxnTracker::default();
+        let mut read = |bytes: &[u8]| {
+            let view = BatchView::parse(bytes).unwrap();
+            if view.is_control() {
+                Some(txns.on_marker(&view))
+            } else {
+                txns.on_batch(&aborted, &view);
+                None
+            }
+        };
+        // A commit after a batch of its producer stays; the next one, without a batch, may go.
+        assert_eq!(read(&txn_batch_at(1, 0)), None);
+        assert_eq!(read(&marker_at(1, 1, true)), Some(false));
+        assert_eq!(read(&marker_at(1, 2, true)), Some(true));
+        // An abort whose data is read stays (the data goes in this clean), and its producer's
+        // aborted batch does not count as an ongoing committed transaction.
+        assert_eq!(read(&txn_batch_at(2, 3)), None);
+        assert_eq!(read(&txn_batch_at(2, 4)), None);
+        assert_eq!(read(&marker_at(2, 5, false)), Some(false));
+        // The same abort with its data gone may go.
+        assert_eq!(read(&marker_at(4, 21, false)), Some(true));
+        // An abort the index does not know, after a batch of its producer, stays: it is what
+        // ends that transaction when the state is rebuilt.
+        assert_eq!(read(&txn_batch_at(3, 30)), None);
+        assert_eq!(read(&marker_at(3, 31, false)), Some(false));
+        assert_eq!(read(&marker_at(3, 32, true)), Some(true), "ended above");
+        // A control batch emptied by a Kafka cleaner may go.
+        let marker = marker_at(5, 40, true);
+        let view = BatchView::parse(&marker).unwrap();
+        assert_eq!(read(&empty_control(&view)), Some(true));
+    }
+
+    /// `view` as Kafka's cleaner may leave a control batch: a header without records.
+    fn empty_control(view: &BatchView<'_>) -> Vec<u8> {
+        let mut empty = empty_batch(view, true);
+        crate::testing::set_attribute_bits(&mut empty, crate::testing::ATTR_CONTROL, true);
+        empty
+    }
 
     #[test]
     fn given_throttle_when_faster_than_the_limit_should_sleep_to_the_limit() {

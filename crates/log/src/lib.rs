@@ -68,10 +68,10 @@
 //!
 //! # Not yet
 //!
-//! Follower appends and truncation, and transactions (ongoing transactions, the last stable
-//! offset, aborted-transaction indexes, markers updating producer state). The cleaner keeps
-//! every control batch and drops no aborted data; `cleaner::batch_is_aborted` is the hook for
-//! when transactions land.
+//! Follower appends and truncation. (Transactions are here: [`producer_state`] tracks open
+//! transactions and the first unstable offset, [`txn_index`] the aborted ones, and the
+//! [`cleaner`] removes aborted data and, once no data of their transaction is left and their
+//! delete horizon has passed, transaction markers.)
 
 mod checkpoint;
 pub mod cleaner;

@@ -792,6 +792,18 @@ impl ProducerStates {
             .collect()
     }
 
+    /// The epoch of each producer that has no batch retained (its last record in the log is a
+    /// marker, for example of an epoch bump): the cleaner keeps that producer's markers of that
+    /// epoch (Kafka's `lastRecordsOfActiveProducers` without a last data offset), so the epoch
+    /// survives a rebuild of the state from the log.
+    pub(crate) fn epochs_without_batches(&self) -> HashMap<i64, i16> {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| slot.entry.batches.last().is_none())
+            .map(|(&producer_id, slot)| (producer_id, slot.entry.epoch))
+            .collect()
+    }
+
     /// Removes producers last seen `expiration_ms` or longer before `now_ms`. Returns how many.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         // A producer with an open transaction is kept (Kafka's `isProducerExpired`): the
@@ -1371,6 +1383,10 @@ mod tests {
         assert_eq!(states.remove_before(3), 1);
         assert!(states.view(1).is_none() && states.view(2).is_some());
         assert_eq!(states.remove_before(4), 0);
+        assert!(states.epochs_without_batches().is_empty());
+        // A producer known only by a marker (of a bumped epoch, say) has no batch.
+        apply(&mut states, &[marker(3, 2, 0)], 5);
+        assert_eq!(states.epochs_without_batches(), HashMap::from([(3, 2)]));
     }
 
     #[test]

@@ -6,14 +6,19 @@
 //! `aborted-transactions`, and the live entries in memory (sorted by the marker's offset):
 //! aborts are rare, the entries small, and a partition-wide file needs no part in segment
 //! swaps, recovery or deletion. Entries whose marker falls below the log start offset are
-//! dropped (the file is rewritten atomically when enough of them are stale).
+//! dropped (the file is rewritten atomically when enough of them are stale), and so are the
+//! entries of the abort markers the cleaner removes ([`crate::cleaner`]: only once no data of
+//! their transaction is left; the file is rewritten before the cleaned segment is swapped
+//! in, so no entry outlives its marker, which would make a reader drop the producer's later,
+//! committed, batches).
 //!
 //! # Write order and recovery
 //!
 //! The entry of an abort marker is appended and fsynced **before** the marker is written to
-//! the log. So the file never lacks an entry for a marker in the log, and an entry whose marker
-//! never made it (a crash, or a failed append) names an offset at or past the log end: open
-//! drops those, and an append that fails after writing the entry removes it again.
+//! the log. So the file never lacks an entry for a marker in the log (but for one the cleaner
+//! is removing, which has no data left to filter), and an entry whose marker never made it (a
+//! crash, or a failed append) names an offset at or past the log end: open drops those, and an
+//! append that fails after writing the entry removes it again.
 //!
 //! # Format
 //!
@@ -268,14 +273,54 @@ impl AbortedTxns {
     /// Whether the batch of `producer_id` covering `[base_offset, last_offset]` belongs to an
     /// aborted transaction.
     pub(crate) fn is_aborted(&self, producer_id: i64, base_offset: i64, last_offset: i64) -> bool {
+        self.aborted_txn_of(producer_id, base_offset, last_offset)
+            .is_some()
+    }
+
+    /// The aborted transaction the batch of `producer_id` covering `[base_offset,
+    /// last_offset]` belongs to, if any.
+    pub(crate) fn aborted_txn_of(
+        &self,
+        producer_id: i64,
+        base_offset: i64,
+        last_offset: i64,
+    ) -> Option<&AbortedTxn> {
         let from = self
             .entries
             .partition_point(|e| e.last_offset < last_offset);
-        self.entries[from..].iter().any(|e| {
+        self.entries[from..].iter().find(|e| {
             e.producer_id == producer_id
                 && e.first_offset <= base_offset
                 && last_offset < e.last_offset
         })
+    }
+
+    /// Removes the entries whose marker is at one of `marker_offsets` (ascending) and rewrites
+    /// the file without them (the cleaner removes those markers). Returns how many were
+    /// removed; on error the in-memory entries are unchanged and the file holds either the old
+    /// or the new entries.
+    pub(crate) fn remove_markers(
+        &mut self,
+        storage: &dyn Storage,
+        dir: &Path,
+        marker_offsets: &[i64],
+    ) -> Result<usize, checkpoint::StepError> {
+        let kept: Vec<AbortedTxn> = self
+            .entries
+            .iter()
+            .filter(|e| marker_offsets.binary_search(&e.last_offset).is_err())
+            .copied()
+            .collect();
+        let removed = self.entries.len() - kept.len();
+        if removed == 0 {
+            return Ok(0);
+        }
+        let old = std::mem::replace(&mut self.entries, kept);
+        if let Err(e) = self.rewrite(storage, dir) {
+            self.entries = old;
+            return Err(e);
+        }
+        Ok(removed)
     }
 
     #[cfg(test)]
@@ -361,19 +406,46 @@ mod tests {
         assert!(txns.is_aborted(4, 10, 12));
         assert!(!txns.is_aborted(4, 41, 41));
         assert!(!txns.is_aborted(3, 10, 12));
+        assert_eq!(txns.aborted_txn_of(4, 10, 12), Some(&txn(4, 8, 40)));
+    }
+
+    /// Three aborted transactions, markers at 5, 9 and 12, appended to the file in `dir`.
+    fn three_aborted(storage: &dyn Storage, dir: &Path) -> AbortedTxns {
+        let mut txns = AbortedTxns::default();
+        txns.append(storage, dir, &[txn(1, 0, 5), txn(2, 6, 9), txn(3, 10, 12)])
+            .unwrap();
+        txns
+    }
+
+    #[test]
+    fn given_removed_markers_should_drop_their_entries_from_memory_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage;
+        let mut txns = three_aborted(&storage, dir.path());
+        assert_eq!(
+            txns.remove_markers(&storage, dir.path(), &[4, 7]).unwrap(),
+            0
+        );
+        assert_eq!(
+            txns.remove_markers(&storage, dir.path(), &[5, 7, 12])
+                .unwrap(),
+            2,
+            "7 is no abort marker (a commit)"
+        );
+        assert_eq!(txns.entries, vec![txn(2, 6, 9)]);
+        let back = AbortedTxns::load(&storage, dir.path(), 0, 100).unwrap();
+        assert_eq!(back.entries, vec![txn(2, 6, 9)]);
+        txns.append(&storage, dir.path(), &[txn(1, 13, 14)])
+            .unwrap();
+        let back = AbortedTxns::load(&storage, dir.path(), 0, 100).unwrap();
+        assert_eq!(back.entries, vec![txn(2, 6, 9), txn(1, 13, 14)]);
     }
 
     #[test]
     fn given_log_start_past_entries_should_forget_and_eventually_rewrite() {
         let dir = tempfile::tempdir().unwrap();
         let storage = FsStorage;
-        let mut txns = AbortedTxns::default();
-        txns.append(
-            &storage,
-            dir.path(),
-            &[txn(1, 0, 5), txn(2, 6, 9), txn(3, 10, 12)],
-        )
-        .unwrap();
+        let mut txns = three_aborted(&storage, dir.path());
         txns.remove_before(&storage, dir.path(), 10).unwrap();
         assert_eq!(txns.len(), 1);
         let back = AbortedTxns::load(&storage, dir.path(), 10, 100).unwrap();

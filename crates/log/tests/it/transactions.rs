@@ -1,12 +1,19 @@
 //! Transactions in the log (KIP-98): transactional batches open a transaction, markers close
 //! it; the first unstable offset bounds what `read_committed` readers see; aborted
 //! transactions are indexed for them, survive reopens (clean and crash) and are removed by
-//! the cleaner without ever superseding a committed value.
+//! the cleaner without ever superseding a committed value; markers are removed by the cleaner
+//! once no data of their transaction is left and their delete horizon has passed, without
+//! changing what `read_committed` readers see or what a reopen rebuilds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::records::Compression as Codec;
 use runnel_log::testing::{producer_batch, set_attribute_bits, set_producer, ATTR_TRANSACTIONAL};
-use runnel_log::{AbortedTxn, CleanerOptions, LogConfig, LogError, PartitionLog};
-use runnel_model::control::Marker;
+use runnel_log::{AbortedTxn, CleanerOptions, LogConfig, LogError, ManualClock, PartitionLog};
+use runnel_model::batch::Batches;
+use runnel_model::control::{parse_marker, Marker};
 
 use crate::common::*;
 
@@ -292,4 +299,481 @@ fn given_open_transaction_should_not_clean_past_its_first_offset() {
         3,
         "nothing cleaned while the transaction is open"
     );
+}
+
+// Transaction markers and the cleaner (Kafka's `CleanedTransactionMetadata` and the delete
+// horizon of markers, KIP-534).
+
+const RETENTION_MS: i64 = 10 * MINUTE_MS;
+
+fn cleaner_options() -> CleanerOptions {
+    CleanerOptions {
+        delete_retention_ms: RETENTION_MS,
+        clock: Arc::new(ManualClock::new(Duration::from_millis(1))),
+        ..CleanerOptions::default()
+    }
+}
+
+/// Segments that roll only when told to (or after a minute), so tests place markers.
+fn marker_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 64 * 1024,
+        index_interval_bytes: 128,
+        segment_ms: MINUTE_MS,
+        ..LogConfig::default()
+    }
+}
+
+/// Appends a transactional batch of keyed records of `producer_id` (epoch 0) at `now_ms`.
+fn send_keyed_txn(
+    log: &PartitionLog,
+    producer_id: i64,
+    sequence: i32,
+    records: &[(Option<&str>, Option<&str>)],
+    now_ms: i64,
+) -> i64 {
+    let mut b = keyed(records, now_ms, Codec::None);
+    set_producer(&mut b, producer_id, 0, sequence);
+    set_attribute_bits(&mut b, ATTR_TRANSACTIONAL, true);
+    log.append(&mut b, 0, now_ms)
+        .expect("transactional append")
+        .base_offset
+}
+
+fn end_txn_at(log: &PartitionLog, producer_id: i64, commit: bool, now_ms: i64) -> i64 {
+    let marker = Marker {
+        producer_id,
+        producer_epoch: 0,
+        coordinator_epoch: 0,
+        commit,
+    };
+    log.append_marker(&marker, 0, now_ms)
+        .expect("marker")
+        .base_offset
+}
+
+/// Cleans at `now_ms` with a delete retention of `RETENTION_MS`.
+fn clean_at(log: &PartitionLog, now_ms: i64) -> runnel_log::CleanStats {
+    log.clean(now_ms, &cleaner_options()).expect("clean")
+}
+
+/// Producer 1 commits `a` then `z` (its last batch), and a plain record supersedes `a`, all at
+/// `T0_MS`. Returns the two commit markers' offsets.
+fn write_superseded_commit(log: &PartitionLog) -> (i64, i64) {
+    send_keyed_txn(log, 1, 0, &[(Some("a"), Some("t1"))], T0_MS);
+    let m1 = end_txn_at(log, 1, true, T0_MS);
+    send_keyed_txn(log, 1, 1, &[(Some("z"), Some("t2"))], T0_MS);
+    let m2 = end_txn_at(log, 1, true, T0_MS);
+    append_keyed(log, &[(Some("a"), Some("plain"))], T0_MS);
+    (m1, m2)
+}
+
+/// Rolls the active segment (written before `now_ms - 1 min`).
+fn roll(log: &PartitionLog, now_ms: i64) {
+    assert!(log.maybe_roll(now_ms).unwrap(), "rolled at {now_ms}");
+}
+
+/// The markers in the log: `(offset, producer id, commit)`.
+fn markers_of(log: &PartitionLog) -> Vec<(i64, i64, bool)> {
+    let bytes = read_all(log);
+    Batches::new(&bytes)
+        .map(Result::unwrap)
+        .filter(|b| b.is_control())
+        .map(|b| {
+            let m = parse_marker(&b).unwrap().expect("a transaction marker");
+            (b.base_offset(), m.producer_id, m.commit)
+        })
+        .collect()
+}
+
+/// What a `read_committed` consumer gets (Kafka's `CompletedFetch`): fetches of `max_bytes`
+/// from the log start up to the last stable offset, each with the aborted transactions the log
+/// reports for it; a producer's transactional batches are dropped from the first offset of an
+/// aborted transaction of it until its abort marker.
+fn read_committed(log: &PartitionLog, max_bytes: usize) -> Vec<Rec> {
+    let stable = log
+        .first_unstable_offset()
+        .unwrap_or_else(|| log.log_end_offset());
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    // Bounded: each read returns at least one batch (min_one_batch) or ends the loop.
+    loop {
+        let r = log.read(offset, max_bytes, stable, true).expect("read");
+        if r.batch_count == 0 {
+            break;
+        }
+        let mut aborted = log.aborted_transactions(offset, r.next_offset);
+        aborted.sort_by_key(|t| t.first_offset);
+        let mut aborted = aborted.into_iter().peekable();
+        let mut aborted_producers = HashSet::new();
+        for b in Batches::new(&r.bytes) {
+            let b = b.unwrap();
+            if b.producer_id() >= 0 {
+                while let Some(t) = aborted.next_if(|t| t.first_offset <= b.last_offset()) {
+                    aborted_producers.insert(t.producer_id);
+                }
+            }
+            if b.is_control() {
+                if parse_marker(&b).unwrap().is_some_and(|m| !m.commit) {
+                    aborted_producers.remove(&b.producer_id());
+                }
+                continue;
+            }
+            if b.is_transactional() && aborted_producers.contains(&b.producer_id()) {
+                continue;
+            }
+            out.extend(decode_records(b.as_bytes()));
+        }
+        offset = r.next_offset;
+    }
+    out
+}
+
+/// The latest committed value of each key, as a `read_committed` consumer reads them in one
+/// fetch and one batch at a time (which must agree).
+fn committed_values(
+    log: &PartitionLog,
+) -> std::collections::BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> {
+    let whole = latest_by_key(&read_committed(log, usize::MAX));
+    assert_eq!(
+        latest_by_key(&read_committed(log, 1)),
+        whole,
+        "one fetch and many small fetches agree"
+    );
+    whole
+}
+
+/// What a reopen must rebuild: the first unstable offset, the aborted transactions, and each
+/// producer's `(id, epoch, last sequence, open transaction)` (a replay from the log reads no
+/// coordinator epochs).
+type TxnState = (
+    Option<i64>,
+    Vec<AbortedTxn>,
+    Vec<(i64, i16, i32, Option<i64>)>,
+);
+
+fn txn_state(log: &PartitionLog) -> TxnState {
+    let mut producers: Vec<_> = log
+        .producers()
+        .into_iter()
+        .map(|p| {
+            (
+                p.producer_id,
+                p.producer_epoch,
+                p.last_sequence,
+                p.current_txn_first_offset,
+            )
+        })
+        .collect();
+    producers.sort();
+    (
+        log.first_unstable_offset(),
+        log.aborted_transactions(0, i64::MAX),
+        producers,
+    )
+}
+
+/// `log` holds `expected`, and so does it once closed and reopened twice: with its
+/// snapshots, and rebuilt from the log alone.
+fn assert_reopens_to(log: PartitionLog, dir: &std::path::Path, expected: &TxnState) {
+    assert_eq!(&txn_state(&log), expected, "before reopening");
+    log.close().unwrap();
+    let log = open(fs(), dir, marker_config());
+    assert_eq!(&txn_state(&log), expected, "reopened with snapshots");
+    log.close().unwrap();
+    for name in names_in(dir) {
+        if name.ends_with(".snapshot") {
+            std::fs::remove_file(dir.join(name)).unwrap();
+        }
+    }
+    let log = open(fs(), dir, marker_config());
+    assert_eq!(&txn_state(&log), expected, "rebuilt from the log");
+}
+
+#[test]
+fn given_commit_marker_whose_data_is_superseded_when_cleaned_should_keep_it_before_the_horizon_and_remove_it_after(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    let (m1, m2) = write_superseded_commit(&log);
+    let committed = committed_values(&log);
+    let state = txn_state(&log);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(&log, c1);
+    // The first clean removes the superseded record; its batch was read, so m1 stays.
+    let stats = clean_at(&log, c1);
+    assert_eq!(stats.markers_removed, 0);
+    assert_eq!(markers_of(&log), vec![(m1, 1, true), (m2, 1, true)]);
+    // A later clean, before the horizon: m1 has no data left, but stays.
+    append_keyed(&log, &[(Some("q"), Some("1"))], c1);
+    let c2 = c1 + 2 * MINUTE_MS;
+    roll(&log, c2);
+    let stats = clean_at(&log, c2);
+    assert!(stats.cleaned);
+    assert_eq!(stats.markers_removed, 0);
+    assert_eq!(markers_of(&log).len(), 2);
+    // At the horizon the log needs cleaning, and the clean removes m1; m2 follows the
+    // producer's last batch and stays.
+    let horizon = c1 + RETENTION_MS;
+    assert!(!log.needs_cleaning(horizon - 1, &cleaner_options()).unwrap());
+    assert!(log.needs_cleaning(horizon, &cleaner_options()).unwrap());
+    let stats = clean_at(&log, horizon);
+    assert_eq!(stats.markers_removed, 1);
+    assert_eq!(markers_of(&log), vec![(m2, 1, true)]);
+    let mut expected = committed;
+    expected.insert(b"q".to_vec(), (m2 + 2, Some(b"1".to_vec())));
+    assert_eq!(committed_values(&log), expected);
+    assert_reopens_to(log, tmp.path(), &state);
+}
+
+#[test]
+fn given_commit_marker_whose_transaction_still_has_a_batch_when_cleaned_past_its_horizon_should_keep_it(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    send_keyed_txn(&log, 1, 0, &[(Some("a"), Some("t1"))], T0_MS);
+    let m1 = end_txn_at(&log, 1, true, T0_MS);
+    send_keyed_txn(&log, 1, 1, &[(Some("b"), Some("t2"))], T0_MS);
+    let m2 = end_txn_at(&log, 1, true, T0_MS);
+    let committed = committed_values(&log);
+    let mut now = T0_MS + 2 * MINUTE_MS;
+    roll(&log, now);
+    for _ in 0..3 {
+        let stats = clean_at(&log, now);
+        assert!(stats.cleaned);
+        assert_eq!(stats.markers_removed, 0);
+        now += RETENTION_MS;
+        append_keyed(&log, &[(Some("filler"), Some("x"))], now);
+        now += 2 * MINUTE_MS;
+        roll(&log, now);
+    }
+    assert_eq!(markers_of(&log), vec![(m1, 1, true), (m2, 1, true)]);
+    let values = committed_values(&log);
+    assert_eq!(values.get(&b"a"[..]), committed.get(&b"a"[..]));
+    assert_eq!(values.get(&b"b"[..]), committed.get(&b"b"[..]));
+}
+
+#[test]
+fn given_abort_marker_when_its_data_is_read_in_the_same_clean_should_keep_it_and_remove_it_at_a_later_clean_past_the_horizon(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    append_keyed(&log, &[(Some("a"), Some("committed"))], T0_MS);
+    send_keyed_txn(&log, 2, 0, &[(Some("a"), Some("aborted"))], T0_MS);
+    let abort = end_txn_at(&log, 2, false, T0_MS);
+    let aborted = log.aborted_transactions(0, i64::MAX);
+    assert_eq!(aborted.len(), 1);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(&log, c1);
+    // The aborted record goes; its batch is the producer's last, kept as an empty header.
+    let stats = clean_at(&log, c1);
+    assert_eq!((stats.markers_removed, stats.empty_batches_kept), (0, 1));
+    // Past the horizon the empty header (of the aborted transaction) is still read by every
+    // clean: the marker after it stays, with its index entry.
+    let c2 = c1 + RETENTION_MS;
+    let stats = clean_at(&log, c2);
+    assert!(stats.cleaned);
+    assert_eq!(stats.markers_removed, 0);
+    assert_eq!(markers_of(&log), vec![(abort, 2, false)]);
+    assert_eq!(log.aborted_transactions(0, i64::MAX), aborted);
+    // The producer writes on: its aborted batch is no longer its last, and the next clean
+    // drops it, but read it, so the marker still stays.
+    send_keyed_txn(&log, 2, 1, &[(Some("c"), Some("ok"))], c2);
+    let commit = end_txn_at(&log, 2, true, c2);
+    let committed = committed_values(&log);
+    let state = txn_state(&log);
+    let c3 = c2 + 2 * MINUTE_MS;
+    roll(&log, c3);
+    let stats = clean_at(&log, c3);
+    assert_eq!(stats.markers_removed, 0);
+    assert_eq!(markers_of(&log), vec![(abort, 2, false), (commit, 2, true)]);
+    // The next clean past the horizon finds no data of it: the marker and its entry go.
+    let stats = clean_at(&log, c3 + RETENTION_MS);
+    assert_eq!(stats.markers_removed, 1);
+    assert_eq!(markers_of(&log), vec![(commit, 2, true)]);
+    // The producer's committed transaction after the removed abort is still read (an entry
+    // left without its marker would have the reader drop it).
+    assert_eq!(committed_values(&log), committed);
+    assert!(log.aborted_transactions(0, i64::MAX).is_empty());
+    let (fuo, _, producers) = state;
+    let state = (fuo, Vec::new(), producers);
+    assert_reopens_to(log, tmp.path(), &state);
+}
+
+#[test]
+fn given_producers_last_batch_kept_empty_when_cleaned_past_horizons_should_keep_the_marker_after_it(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    send_keyed_txn(&log, 1, 0, &[(Some("a"), Some("t1"))], T0_MS);
+    let commit = end_txn_at(&log, 1, true, T0_MS);
+    send_keyed_txn(&log, 2, 0, &[(Some("b"), Some("aborted"))], T0_MS);
+    let abort = end_txn_at(&log, 2, false, T0_MS);
+    append_keyed(&log, &[(Some("a"), Some("plain"))], T0_MS);
+    let committed = committed_values(&log);
+    let state = txn_state(&log);
+    let now = T0_MS + 2 * MINUTE_MS;
+    roll(&log, now);
+    // The first clean empties both producers' batches; the second, at the horizon, reads them.
+    for at in [now, now + RETENTION_MS] {
+        let stats = clean_at(&log, at);
+        assert!(stats.cleaned);
+        assert_eq!(stats.markers_removed, 0);
+    }
+    // Both producers' last batches are empty headers, each followed by its marker: rebuilding
+    // the state from the log opens their transactions there and closes them again.
+    let bytes = read_all(&log);
+    let empty: Vec<(i64, i64, bool)> = Batches::new(&bytes)
+        .map(Result::unwrap)
+        .filter(|b| b.records_count() == 0)
+        .map(|b| (b.base_offset(), b.producer_id(), b.is_transactional()))
+        .collect();
+    assert_eq!(empty, vec![(0, 1, true), (2, 2, true)]);
+    assert_eq!(markers_of(&log), vec![(commit, 1, true), (abort, 2, false)]);
+    assert_eq!(committed_values(&log), committed);
+    assert_reopens_to(log, tmp.path(), &state);
+}
+
+#[test]
+fn given_removed_marker_at_the_end_of_a_group_should_leave_an_empty_header_so_segments_stay_contiguous(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    send_keyed_txn(&log, 1, 0, &[(Some("a"), Some("t1"))], T0_MS);
+    append_keyed(&log, &[(Some("a"), Some("plain"))], T0_MS);
+    let m1 = end_txn_at(&log, 1, true, T0_MS);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(&log, c1);
+    // The producer's next transaction stays in the active segment.
+    send_keyed_txn(&log, 1, 1, &[(Some("b"), Some("t2"))], c1);
+    let m2 = end_txn_at(&log, 1, true, c1);
+    let committed = committed_values(&log);
+    let state = txn_state(&log);
+    clean_at(&log, c1);
+    let stats = clean_at(&log, c1 + RETENTION_MS);
+    assert_eq!(stats.markers_removed, 1);
+    assert_eq!(markers_of(&log), vec![(m2, 1, true)]);
+    assert_eq!(log.segment_base_offsets(), vec![0, m1 + 1]);
+    // The cleaned segment ends where the segment it replaced ended: with an empty header,
+    // without producer fields, in place of the marker.
+    let bytes = read_all(&log);
+    let at_marker = Batches::new(&bytes)
+        .map(Result::unwrap)
+        .find(|b| b.base_offset() == m1)
+        .expect("a batch at the removed marker's offset");
+    assert_eq!(
+        (
+            at_marker.last_offset(),
+            at_marker.records_count(),
+            at_marker.producer_id(),
+            at_marker.is_control(),
+            at_marker.is_transactional()
+        ),
+        (m1, 0, -1, false, false)
+    );
+    assert_eq!(committed_values(&log), committed);
+    assert_reopens_to(log, tmp.path(), &state);
+}
+
+#[test]
+fn given_open_transaction_when_markers_before_it_are_removed_should_leave_everything_from_its_first_offset_as_it_was(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    send_keyed_txn(&log, 1, 0, &[(Some("a"), Some("t1"))], T0_MS);
+    end_txn_at(&log, 1, true, T0_MS);
+    append_keyed(&log, &[(Some("a"), Some("plain"))], T0_MS);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(&log, c1);
+    // Producer 3's transaction stays open; producer 1 commits another one after it.
+    let open_first = send_keyed_txn(&log, 3, 0, &[(Some("a"), Some("pending"))], c1);
+    send_keyed_txn(&log, 1, 1, &[(Some("b"), Some("t2"))], c1);
+    end_txn_at(&log, 1, true, c1);
+    append_keyed(&log, &[(Some("b"), Some("plain"))], c1);
+    let c2 = c1 + 2 * MINUTE_MS;
+    roll(&log, c2);
+    append_keyed(&log, &[(Some("c"), Some("active"))], c2);
+    let unstable = log.read(open_first, usize::MAX, i64::MAX, true).unwrap();
+    let state = txn_state(&log);
+    assert_eq!(state.0, Some(open_first));
+    let mut now = c2;
+    let mut removed = 0;
+    for _ in 0..3 {
+        let stats = clean_at(&log, now);
+        assert!(stats.end_offset <= open_first, "{stats:?}");
+        removed += stats.markers_removed;
+        now += RETENTION_MS;
+    }
+    assert_eq!(removed, 1, "only the marker before the open transaction");
+    let after = log.read(open_first, usize::MAX, i64::MAX, true).unwrap();
+    assert_eq!(after.bytes, unstable.bytes);
+    assert_reopens_to(log, tmp.path(), &state);
+}
+
+#[test]
+fn given_old_snapshot_holding_a_transaction_whose_marker_was_removed_when_reopened_should_not_reopen_that_transaction(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    send_keyed_txn(&log, 1, 0, &[(Some("a"), Some("t1"))], T0_MS);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    // The roll snapshots the state with producer 1's transaction open at 0.
+    roll(&log, c1);
+    let m1 = end_txn_at(&log, 1, true, c1);
+    append_keyed(&log, &[(Some("a"), Some("plain"))], c1);
+    let c2 = c1 + 2 * MINUTE_MS;
+    roll(&log, c2);
+    // The producer's next transaction, still open.
+    let open_first = send_keyed_txn(&log, 1, 1, &[(Some("b"), Some("t2"))], c2);
+    let state = txn_state(&log);
+    assert_eq!(state.0, Some(open_first));
+    let snapshot = |offset: i64| tmp.path().join(format!("{offset:020}.snapshot"));
+    assert!(snapshot(m1).exists() && snapshot(open_first).exists());
+    clean_at(&log, c2);
+    let stats = clean_at(&log, c2 + RETENTION_MS);
+    assert_eq!(stats.markers_removed, 1);
+    // The snapshot that holds the transaction m1 closed open is gone with m1.
+    assert!(!snapshot(m1).exists());
+    // A crash, and the latest snapshot is damaged: the state is rebuilt from the log.
+    log.flush().unwrap();
+    drop(log);
+    std::fs::write(snapshot(open_first), b"damaged").unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    assert_eq!(txn_state(&log), state);
+}
+
+#[test]
+fn given_version_0_cleaner_checkpoint_when_cleaned_should_keep_its_markers_until_a_horizon_set_after_it(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    let (m1, m2) = write_superseded_commit(&log);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(&log, c1);
+    let stats = clean_at(&log, c1);
+    // As the cleaner before marker removal left it: cleaned to here, no tombstone range.
+    log.close().unwrap();
+    let checkpoint = tmp
+        .path()
+        .join(runnel_log::partition_log::CLEANER_CHECKPOINT_FILE);
+    std::fs::write(&checkpoint, format!("0\n{}\n0\n", stats.end_offset)).unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    // Long past any horizon, the first clean keeps m1 (no horizon recorded for it) and sets
+    // one.
+    append_keyed(&log, &[(Some("q"), Some("1"))], c1);
+    let c2 = c1 + 10 * RETENTION_MS;
+    roll(&log, c2);
+    let stats = clean_at(&log, c2);
+    assert!(stats.cleaned);
+    assert_eq!(stats.markers_removed, 0);
+    assert_eq!(markers_of(&log), vec![(m1, 1, true), (m2, 1, true)]);
+    assert!(std::fs::read_to_string(&checkpoint)
+        .unwrap()
+        .starts_with("1\n"));
+    assert!(!log
+        .needs_cleaning(c2 + RETENTION_MS - 1, &cleaner_options())
+        .unwrap());
+    let stats = clean_at(&log, c2 + RETENTION_MS);
+    assert_eq!(stats.markers_removed, 1);
+    assert_eq!(markers_of(&log), vec![(m2, 1, true)]);
 }
