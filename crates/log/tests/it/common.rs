@@ -25,6 +25,17 @@ pub fn small_config() -> LogConfig {
     }
 }
 
+/// The config of the generated (property) tests: segments of `segment_bytes` that also roll
+/// after a second, a small index interval.
+pub fn generated_log_config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 100,
+        segment_ms: 1_000,
+        ..LogConfig::default()
+    }
+}
+
 pub fn open(storage: Arc<dyn Storage>, dir: &Path, config: LogConfig) -> PartitionLog {
     PartitionLog::open(storage, dir, config, T0_MS).expect("open log")
 }

@@ -664,12 +664,7 @@ fn check_against_history(log: &PartitionLog, history: &[Rec], cleaned_up_to: i64
 
 fn run_generated(ops: Vec<Op>, segment_bytes: u64, delete_retention_ms: i64, dedupe_bytes: u64) {
     let tmp = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes,
-        index_interval_bytes: 100,
-        segment_ms: 1_000,
-        ..LogConfig::default()
-    };
+    let config = generated_log_config(segment_bytes);
     let opts = CleanerOptions {
         delete_retention_ms,
         dedupe_buffer_bytes: dedupe_bytes,

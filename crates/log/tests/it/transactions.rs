@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::records::Compression as Codec;
+use proptest::prelude::*;
 use runnel_log::testing::{producer_batch, set_attribute_bits, set_producer, ATTR_TRANSACTIONAL};
 use runnel_log::{AbortedTxn, CleanerOptions, LogConfig, LogError, ManualClock, PartitionLog};
 use runnel_model::batch::Batches;
@@ -776,4 +777,151 @@ fn given_version_0_cleaner_checkpoint_when_cleaned_should_keep_its_markers_until
     let stats = clean_at(&log, c2 + RETENTION_MS);
     assert_eq!(stats.markers_removed, 1);
     assert_eq!(markers_of(&log), vec![(m2, 1, true)]);
+}
+
+#[derive(Debug, Clone)]
+enum TxnOp {
+    /// A transactional batch of producer `producer` (1..=3) writing `keys`.
+    Send {
+        producer: i64,
+        keys: Vec<u8>,
+    },
+    End {
+        producer: i64,
+        commit: bool,
+    },
+    Plain {
+        key: u8,
+    },
+    Roll {
+        advance_ms: i64,
+    },
+    Clean {
+        advance_ms: i64,
+    },
+    Reopen {
+        clean_close: bool,
+    },
+}
+
+fn txn_op() -> impl Strategy<Value = TxnOp> {
+    prop_oneof![
+        4 => (1i64..4, prop::collection::vec(0u8..6, 1..3))
+            .prop_map(|(producer, keys)| TxnOp::Send { producer, keys }),
+        3 => (1i64..4, prop::bool::weighted(0.6))
+            .prop_map(|(producer, commit)| TxnOp::End { producer, commit }),
+        2 => (0u8..6).prop_map(|key| TxnOp::Plain { key }),
+        1 => (0i64..3_000).prop_map(|advance_ms| TxnOp::Roll { advance_ms }),
+        2 => (0i64..3_000).prop_map(|advance_ms| TxnOp::Clean { advance_ms }),
+        1 => any::<bool>().prop_map(|clean_close| TxnOp::Reopen { clean_close }),
+    ]
+}
+
+/// Every aborted-transaction entry has its abort marker in the log.
+fn assert_entries_have_markers(log: &PartitionLog) {
+    let markers = markers_of(log);
+    for t in log.aborted_transactions(0, i64::MAX) {
+        assert!(
+            markers.contains(&(t.last_offset, t.producer_id, false)),
+            "{t:?} outlived its marker"
+        );
+    }
+}
+
+/// `state` without the producers known only by markers (no batch, no open transaction): an
+/// open drops those, as Kafka does when it loads producer state.
+fn kept_at_open(state: TxnState) -> TxnState {
+    let (fuo, aborted, mut producers) = state;
+    producers.retain(|&(_, _, last_sequence, txn)| last_sequence >= 0 || txn.is_some());
+    (fuo, aborted, producers)
+}
+
+/// Runs `ops`; every clean must leave what `read_committed` readers see, the first unstable
+/// offset and the producers as they were, and every reopen (and a final rebuild from the log
+/// alone) must restore them.
+fn run_generated_txns(ops: Vec<TxnOp>, segment_bytes: u64, dedupe_bytes: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = generated_log_config(segment_bytes);
+    let opts = CleanerOptions {
+        delete_retention_ms: 2_000,
+        dedupe_buffer_bytes: dedupe_bytes,
+        ..cleaner_options()
+    };
+    let mut now = T0_MS;
+    let mut log = PartitionLog::open(fs(), tmp.path(), config.clone(), now).unwrap();
+    let mut sequences = [0i32; 4];
+    for (i, op) in ops.into_iter().enumerate() {
+        let value = format!("v{i}");
+        match op {
+            TxnOp::Send { producer, keys } => {
+                let keys: Vec<String> = keys.iter().map(|k| format!("k{k}")).collect();
+                let records: Vec<(Option<&str>, Option<&str>)> = keys
+                    .iter()
+                    .map(|k| (Some(k.as_str()), Some(value.as_str())))
+                    .collect();
+                let p = producer as usize;
+                send_keyed_txn(&log, producer, sequences[p], &records, now);
+                sequences[p] += records.len() as i32;
+            }
+            TxnOp::End { producer, commit } => {
+                end_txn_at(&log, producer, commit, now);
+            }
+            TxnOp::Plain { key } => {
+                append_keyed(&log, &[(Some(&format!("k{key}")), Some(&value))], now);
+            }
+            TxnOp::Roll { advance_ms } => {
+                now += advance_ms;
+                log.maybe_roll(now).unwrap();
+            }
+            TxnOp::Clean { advance_ms } => {
+                now += advance_ms;
+                let values = committed_values(&log);
+                let (fuo, aborted, producers) = txn_state(&log);
+                let stats = log.clean(now, &opts).unwrap();
+                assert_eq!(committed_values(&log), values, "after {stats:?}");
+                let (fuo_after, aborted_after, producers_after) = txn_state(&log);
+                assert_eq!((fuo_after, producers_after), (fuo, producers));
+                assert!(aborted_after.iter().all(|t| aborted.contains(t)));
+                assert_entries_have_markers(&log);
+            }
+            TxnOp::Reopen { clean_close } => {
+                let values = committed_values(&log);
+                let state = txn_state(&log);
+                if clean_close {
+                    log.close().unwrap();
+                } else {
+                    log.flush().unwrap();
+                }
+                drop(log);
+                log = PartitionLog::open(fs(), tmp.path(), config.clone(), now).unwrap();
+                assert_eq!(committed_values(&log), values);
+                assert_eq!(txn_state(&log), kept_at_open(state));
+            }
+        }
+    }
+    let values = committed_values(&log);
+    let state = kept_at_open(txn_state(&log));
+    log.close().unwrap();
+    drop(log);
+    for name in names_in(tmp.path()) {
+        if name.ends_with(".snapshot") {
+            std::fs::remove_file(tmp.path().join(name)).unwrap();
+        }
+    }
+    let log = PartitionLog::open(fs(), tmp.path(), config, now).unwrap();
+    assert_eq!(committed_values(&log), values);
+    assert_eq!(txn_state(&log), state, "rebuilt from the log");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn given_generated_transactions_when_cleaned_and_reopened_should_read_the_same_committed_values_and_state(
+        ops in prop::collection::vec(txn_op(), 1..60),
+        segment_bytes in 250u64..900,
+        dedupe_bytes in prop_oneof![Just(150u64), Just(128u64 * 1024 * 1024)],
+    ) {
+        run_generated_txns(ops, segment_bytes, dedupe_bytes);
+    }
 }
