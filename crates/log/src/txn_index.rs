@@ -20,6 +20,11 @@
 //! crash, or a failed append) names an offset at or past the log end: open drops those, and an
 //! append that fails after writing the entry removes it again.
 //!
+//! A rewrite (atomic: temporary file, rename, directory fsync) that fails leaves the file
+//! holding the old or the new entries, unknown which; nothing is appended to it after that
+//! (an append at a stale length would leave a hole that ends the file at the next load, and
+//! the entries after it with it): the next change rewrites the whole file instead.
+//!
 //! # Format
 //!
 //! A sequence of 38-byte entries, big-endian:
@@ -109,6 +114,12 @@ pub(crate) struct AbortedTxns {
     file_len: u64,
     /// Entries in the file that are no longer in `entries` (below the log start).
     stale_in_file: usize,
+    /// A rewrite failed: the file may hold the old list, the new one, or (before a failed
+    /// directory fsync made the rename durable) either after a crash, so `file_len` is not
+    /// known. Nothing is appended at `file_len` then: the next change rewrites the whole file
+    /// atomically (an append at a stale offset would leave a hole that ends the file at the
+    /// next load, losing the entries after it).
+    needs_rewrite: bool,
 }
 
 impl AbortedTxns {
@@ -152,6 +163,7 @@ impl AbortedTxns {
             entries: all,
             file_len: valid_bytes,
             stale_in_file: 0,
+            needs_rewrite: false,
         };
         if txns.entries.len() != read || valid_bytes != bytes.len() as u64 {
             txns.rewrite(storage, dir)?;
@@ -160,8 +172,9 @@ impl AbortedTxns {
     }
 
     /// Appends `new` (markers in offset order, all after the current entries) to the file and
-    /// fsyncs it. On error the file may hold a torn tail that the next load ignores; the
-    /// in-memory entries are unchanged.
+    /// fsyncs it; after a failed rewrite, rewrites the whole file atomically instead. On error
+    /// the file may hold a torn tail that the next load ignores; the in-memory entries are
+    /// unchanged.
     pub(crate) fn append(
         &mut self,
         storage: &dyn Storage,
@@ -181,6 +194,16 @@ impl AbortedTxns {
                 previous.is_none_or(|p| p.last_offset < e.last_offset),
                 "aborted transactions are appended in marker order"
             );
+        }
+        if self.needs_rewrite {
+            let old_len = self.entries.len();
+            self.entries.extend_from_slice(new);
+            if let Err(e) = self.rewrite(storage, dir) {
+                self.entries.truncate(old_len);
+                return Err(e);
+            }
+            self.drop_excess(dir);
+            return Ok(());
         }
         let path = dir.join(ABORTED_TXNS_FILE);
         let step = |op: &'static str, r: io::Result<()>| {
@@ -209,6 +232,13 @@ impl AbortedTxns {
         }
         self.file_len += bytes.len() as u64;
         self.entries.extend_from_slice(new);
+        self.drop_excess(dir);
+        Ok(())
+    }
+
+    /// Drops the oldest entries beyond [`ABORTED_TXNS_MAX`] (they stay in the file until the
+    /// next rewrite).
+    fn drop_excess(&mut self, dir: &Path) {
         if self.entries.len() > ABORTED_TXNS_MAX {
             let excess = self.entries.len() - ABORTED_TXNS_MAX;
             tracing::error!(
@@ -219,7 +249,6 @@ impl AbortedTxns {
             self.entries.drain(..excess);
             self.stale_in_file += excess;
         }
-        Ok(())
     }
 
     /// Removes the last `count` entries from memory and rewrites the file without them (an
@@ -251,7 +280,7 @@ impl AbortedTxns {
         }
         self.entries.drain(..gone);
         self.stale_in_file += gone;
-        if self.stale_in_file > self.entries.len() {
+        if self.needs_rewrite || self.stale_in_file > self.entries.len() {
             self.rewrite(storage, dir)?;
         }
         Ok(())
@@ -297,8 +326,8 @@ impl AbortedTxns {
 
     /// Removes the entries whose marker is at one of `marker_offsets` (ascending) and rewrites
     /// the file without them (the cleaner removes those markers). Returns how many were
-    /// removed; on error the in-memory entries are unchanged and the file holds either the old
-    /// or the new entries.
+    /// removed; on error the in-memory entries are unchanged, the file holds either the old or
+    /// the new entries, and the next change rewrites it.
     pub(crate) fn remove_markers(
         &mut self,
         storage: &dyn Storage,
@@ -328,14 +357,20 @@ impl AbortedTxns {
         self.entries.len()
     }
 
+    /// Replaces the file with the in-memory entries. On error the file's content is unknown
+    /// (the old or the new entries) until a later rewrite succeeds: see `needs_rewrite`.
     fn rewrite(&mut self, storage: &dyn Storage, dir: &Path) -> Result<(), checkpoint::StepError> {
         let mut bytes = Vec::with_capacity(self.entries.len() * ENTRY_BYTES);
         for e in &self.entries {
             e.encode(&mut bytes);
         }
-        checkpoint::write_atomic(storage, dir, ABORTED_TXNS_FILE, &bytes)?;
+        if let Err(e) = checkpoint::write_atomic(storage, dir, ABORTED_TXNS_FILE, &bytes) {
+            self.needs_rewrite = true;
+            return Err(e);
+        }
         self.file_len = bytes.len() as u64;
         self.stale_in_file = 0;
+        self.needs_rewrite = false;
         Ok(())
     }
 }
@@ -344,6 +379,7 @@ impl AbortedTxns {
 mod tests {
     use super::*;
     use crate::storage::FsStorage;
+    use std::sync::Arc;
 
     fn txn(producer_id: i64, first_offset: i64, last_offset: i64) -> AbortedTxn {
         AbortedTxn {
@@ -439,6 +475,62 @@ mod tests {
             .unwrap();
         let back = AbortedTxns::load(&storage, dir.path(), 0, 100).unwrap();
         assert_eq!(back.entries, vec![txn(2, 6, 9), txn(1, 13, 14)]);
+    }
+
+    /// Three entries (markers at 5, 9, 12); `change` rewrites the file, whose rename lands and
+    /// whose directory fsync fails; then `appended` is appended. Returns the entries in memory
+    /// and those a load (from `log_start`) reads back.
+    fn failed_rewrite_then_append(
+        change: impl FnOnce(&mut AbortedTxns, &dyn Storage, &Path) -> bool,
+        appended: AbortedTxn,
+        log_start: i64,
+    ) -> (Vec<AbortedTxn>, Vec<AbortedTxn>) {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = crate::testing::FaultyStorage::new(Arc::new(FsStorage));
+        let storage: &dyn Storage = &*faulty;
+        let mut txns = three_aborted(storage, dir.path());
+        faulty.fail_next_sync(dir.path().file_name().unwrap().to_str().unwrap());
+        assert!(change(&mut txns, storage, dir.path()), "the rewrite failed");
+        txns.append(storage, dir.path(), &[appended]).unwrap();
+        let back = AbortedTxns::load(&FsStorage, dir.path(), log_start, 100).unwrap();
+        (txns.entries, back.entries)
+    }
+
+    #[test]
+    fn given_failed_directory_fsync_after_removing_markers_when_an_entry_is_appended_should_load_every_entry(
+    ) {
+        let (memory, loaded) = failed_rewrite_then_append(
+            |txns, storage, dir| txns.remove_markers(storage, dir, &[5, 9]).is_err(),
+            txn(4, 20, 25),
+            0,
+        );
+        assert_eq!(
+            memory.len(),
+            4,
+            "the failed removal changed nothing in memory"
+        );
+        assert_eq!(loaded, memory, "no hole in the file");
+    }
+
+    #[test]
+    fn given_failed_rewrite_after_forgetting_entries_when_an_entry_is_appended_should_load_every_entry(
+    ) {
+        let (_, loaded) = failed_rewrite_then_append(
+            |txns, storage, dir| txns.remove_before(storage, dir, 10).is_err(),
+            txn(4, 20, 25),
+            10,
+        );
+        assert_eq!(loaded, vec![txn(3, 10, 12), txn(4, 20, 25)]);
+    }
+
+    #[test]
+    fn given_failed_rewrite_when_undoing_an_append_should_rewrite_at_the_next_append() {
+        let (_, loaded) = failed_rewrite_then_append(
+            |txns, storage, dir| txns.undo_last(storage, dir, 2).is_err(),
+            txn(4, 6, 7),
+            0,
+        );
+        assert_eq!(loaded, vec![txn(1, 0, 5), txn(4, 6, 7)]);
     }
 
     #[test]

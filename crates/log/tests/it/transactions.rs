@@ -601,6 +601,53 @@ fn given_abort_marker_when_its_data_is_read_in_the_same_clean_should_keep_it_and
     assert_reopens_to(log, tmp.path(), &state);
 }
 
+/// Producer 2 aborts `a`, then commits `c`; cleans at `c1` and `c2` leave the abort marker
+/// with no data of its transaction, so a clean at the returned time removes it. Returns that
+/// time and the abort marker's offset.
+fn write_removable_abort(log: &PartitionLog) -> (i64, i64) {
+    append_keyed(log, &[(Some("a"), Some("committed"))], T0_MS);
+    send_keyed_txn(log, 2, 0, &[(Some("a"), Some("aborted"))], T0_MS);
+    let abort = end_txn_at(log, 2, false, T0_MS);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(log, c1);
+    clean_at(log, c1);
+    let c2 = c1 + RETENTION_MS;
+    send_keyed_txn(log, 2, 1, &[(Some("c"), Some("ok"))], c2);
+    end_txn_at(log, 2, true, c2);
+    let c3 = c2 + 2 * MINUTE_MS;
+    roll(log, c3);
+    clean_at(log, c3);
+    (c3 + RETENTION_MS, abort)
+}
+
+#[test]
+fn given_failed_directory_fsync_when_the_cleaner_rewrites_the_aborted_index_should_keep_a_later_abort_filtered_after_reopen(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let faulty = runnel_log::testing::FaultyStorage::new(fs());
+    let storage: Arc<dyn runnel_log::storage::Storage> = faulty.clone();
+    let log = open(storage, tmp.path(), marker_config());
+    let (at, _) = write_removable_abort(&log);
+    // The index rewrite's rename lands; its directory fsync fails: the clean gives up.
+    let dir_name = tmp
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    faulty.fail_next_sync(&dir_name);
+    log.clean(at, &cleaner_options()).unwrap_err();
+    // The log goes on: producer 3 aborts `x`.
+    send_keyed_txn(&log, 3, 0, &[(Some("x"), Some("aborted"))], at);
+    end_txn_at(&log, 3, false, at);
+    let committed = committed_values(&log);
+    assert!(!committed.contains_key(b"x".as_slice()));
+    log.close().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    assert_eq!(committed_values(&log), committed, "x is still filtered");
+}
+
 #[test]
 fn given_producers_last_batch_kept_empty_when_cleaned_past_horizons_should_keep_the_marker_after_it(
 ) {
