@@ -6,6 +6,8 @@ test_idempotence.py).
   200 ms (instead of every 5 min / 15 s), for tests that wait for them.
 - Watermarks / watermarks(): ListOffsets earliest/latest (low/high watermark) through librdkafka.
 - live_segments(), partition_dir(): the partition's `.log` segment files on disk.
+- control_batch_offsets(): where the partition's segment files hold control batches (transaction
+  markers), read from the files with a minimal record-batch header parser.
 - DirWatch: inotify on a partition directory, to SIGKILL the broker the moment a file appears.
 - read_partition(): every record of a partition (assign from the beginning, read to the end).
 - config helpers for confluent-kafka's AdminClient.
@@ -106,6 +108,42 @@ def live_segments(broker, topic: str, partition: int = 0) -> dict[int, int]:
             except FileNotFoundError:  # deleted meanwhile
                 pass
     return out
+
+
+# Kafka record batch v2 header, up to lastOffsetDelta: baseOffset, batchLength (of what follows it),
+# partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta.
+_BATCH_HEAD = struct.Struct(">qiibIhi")
+_BATCH_LENGTH_END = 12  # baseOffset + batchLength: the bytes batchLength does not count
+_ATTR_CONTROL = 0x20
+
+
+def control_batch_offsets(broker, topic: str, partition: int = 0) -> list[int] | None:
+    """Base offsets of the control batches (transaction markers) in the partition's live `.log`
+    segments, walking each file batch by batch (a torn tail, as the active segment may have, ends
+    the walk). None when the files changed while being read (a segment of the listing gone, or
+    the segments no longer end where the next begins, as when a clean swapped some in): call
+    again."""
+    d = partition_dir(broker, topic, partition)
+    markers: list[int] = []
+    end = None  # next offset after the last batch read
+    for base in sorted(live_segments(broker, topic, partition)):
+        if end is not None and base != end:
+            return None
+        try:
+            data = (d / f"{base:020d}.log").read_bytes()
+        except FileNotFoundError:
+            return None
+        pos = 0
+        while pos + _BATCH_HEAD.size <= len(data):
+            offset, length, _epoch, magic, _crc, attributes, last_delta = _BATCH_HEAD.unpack_from(data, pos)
+            if length < _BATCH_HEAD.size - _BATCH_LENGTH_END or pos + _BATCH_LENGTH_END + length > len(data):
+                break
+            assert magic == 2, f"{d}/{base:020d}.log at byte {pos}: record batch magic {magic}, expected 2"
+            if attributes & _ATTR_CONTROL:
+                markers.append(offset)
+            end = offset + last_delta + 1
+            pos += _BATCH_LENGTH_END + length
+    return markers
 
 
 class DirWatch:

@@ -3,7 +3,9 @@
 - retention by time and by size: old segments go, the log start offset (low watermark) moves,
   consumers positioned below it reset per `auto.offset.reset`;
 - compaction: the latest value per key, tombstones kept for `delete.retention.ms` then removed,
-  and a SIGKILL in the middle of a clean leaves a log that reads back correctly;
+  transaction markers removed once their transaction left no data (read_committed readers still
+  read the latest committed values), and a SIGKILL in the middle of a clean leaves a log that
+  reads back correctly;
 - confluent-kafka's AdminClient and kafka-python's KafkaAdminClient: describe / alter /
   incrementally alter topic configs (visible at once and after a restart), CreatePartitions,
   DeleteRecords, ListOffsets by timestamp.
@@ -266,6 +268,92 @@ def test_compacted_topic_keeps_latest_values_then_drops_tombstones(make_broker, 
     assert gone_at - written_at >= delete_retention_ms / 1000, (
         f"tombstones removed {gone_at - written_at:.1f}s after they were written, "
         f"before delete.retention.ms={delete_retention_ms}")
+
+
+@pytest.mark.timeout(60)
+def test_compacted_topic_written_in_transactions_drops_markers_and_reads_committed_values(make_broker, new_topic):
+    """A compacted topic written by one transactional producer (confluent-kafka): three committed
+    transactions, each overwriting the keys of the one before, and two aborted ones. As Kafka's
+    cleaner does, Runnel's removes the aborted records and the superseded ones, then, once
+    delete.retention.ms has passed, the transaction markers (control batches) whose transaction
+    left no data: of the five, only the last commit's stays (counted in the segment files on
+    disk). Then the same producer commits a value for a key that only an aborted transaction had
+    written: read_committed readers read exactly the latest committed value of every key, no
+    aborted one. (Had the aborted-transaction index kept the entry of a removed abort marker,
+    they would drop every later batch of the producer: the reader skips a producer's batches from
+    an aborted transaction's first offset until it reads that transaction's abort marker.)"""
+    b = make_broker("compaction-txn", overrides={**FAST_LIFECYCLE, "transaction.state.log.num.partitions": "2"})
+    topic = new_topic()
+    delete_retention_ms = 2000
+    ck.create_topic(b.bootstrap, topic, 1, {
+        "cleanup.policy": "compact", "segment.ms": "500", "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": str(delete_retention_ms), "file.delete.delay.ms": "100"})
+    dr = ck.Deliveries()
+    p = ck.producer(b.bootstrap, on_delivery=dr, **{"transactional.id": f"txn-{topic}", "enable.idempotence": True})
+    p.init_transactions(30)
+    began = []  # when each transaction began
+
+    def transaction(commit: bool, values: dict) -> list:
+        """One transaction of `values` ({key: value}); the offsets of its records."""
+        began.append(time.monotonic())
+        first = len(dr.ok)
+        p.begin_transaction()
+        for key, value in values.items():
+            ck.produce(p, topic, key=key, value=value, partition=0)
+        ck.flush(p, 30)  # written before the end of the transaction, also when it is aborted
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+        assert not dr.failed, f"transactional produce to {topic} failed: {dr.failure_summary()}"
+        return [off for _p, off, _k, _v, _h in dr.ok[first:]]
+
+    txns = [(True, {b"k0": b"k0:t1", b"k1": b"k1:t1"}),
+            (False, {b"k0": b"k0:t2-aborted", b"k2": b"k2:t2-aborted"}),
+            (True, {b"k0": b"k0:t3", b"k1": b"k1:t3"}),
+            (False, {b"k3": b"k3:t4-aborted"}),
+            (True, {b"k0": b"k0:t5", b"k1": b"k1:t5"})]
+    # Each transaction's marker follows its last record.
+    markers = [max(transaction(commit, values)) + 1 for commit, values in txns]
+    aborted = {v for commit, values in txns if not commit for v in values.values()}
+    seen = {}
+
+    def markers_on_disk(done) -> bool:
+        got = lh.control_batch_offsets(b, topic)
+        if got is not None:
+            seen["markers"] = got
+        return got is not None and done(got)
+
+    # Markers are written after EndTxn is answered: wait for the last one. (Should the transactions
+    # have taken a while, a clean may already have removed some of the earlier ones.)
+    wait_until(lambda: markers_on_disk(lambda got: markers[-1] in got), 15,
+               what=f"the last transaction marker, at {markers[-1]}, on disk")
+    assert set(seen["markers"]) <= set(markers), f"markers written at {markers}, on disk {seen['markers']}"
+    # The segment rolls (segment.ms); a first clean removes the aborted and superseded records and
+    # starts the markers' delete horizon; a clean past it removes the markers of t1 to t4. The last
+    # marker stays: its transaction's records are the latest of their keys. (Time must pass here.)
+    try:
+        wait_until(lambda: markers_on_disk(lambda got: got == markers[-1:]), delete_retention_ms / 1000 + 20,
+                   interval_s=0.2, what="the cleaner to remove the markers of the transactions that left no data")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; markers written at {markers}, on disk {seen.get('markers')}") from None
+    # t4's marker, the last removed, was written after t4 began; its horizon starts after that.
+    gone_at = time.monotonic()
+    assert gone_at - began[3] >= delete_retention_ms / 1000, (
+        f"t4's marker removed {gone_at - began[3]:.1f}s after t4 began, "
+        f"before delete.retention.ms={delete_retention_ms}")
+
+    # The same producer commits again, to a key that only the aborted t2 had written.
+    transaction(True, {b"k2": b"k2:t6"})
+    want = {b"k0": b"k0:t5", b"k1": b"k1:t5", b"k2": b"k2:t6"}
+    committed = lh.read_partition(b.bootstrap, topic, **{"isolation.level": "read_committed"})
+    got = _triples(committed)
+    assert not [t for t in got if t[2] in aborted], f"read_committed read aborted values: {got}"
+    assert lh.latest_per_key(committed) == want, \
+        f"read_committed: expected the latest committed values {want}, read {got}"
+    # read_uncommitted reads the same: the cleaner removed the aborted records.
+    uncommitted = lh.read_partition(b.bootstrap, topic, **{"isolation.level": "read_uncommitted"})
+    assert lh.latest_per_key(uncommitted) == want, f"read_uncommitted: expected {want}, read {_triples(uncommitted)}"
 
 
 @pytest.mark.timeout(60)
