@@ -616,8 +616,30 @@ struct Filter<'p> {
     new_tombstones_kept: u64,
     new_markers_kept: u64,
     txns: TxnTracker,
-    /// Offsets of the markers removed from the group being written, ascending.
-    markers_removed: Vec<i64>,
+    /// The markers removed from the group being written.
+    removed: RemovedMarkers,
+}
+
+/// What the swap of a group needs to know of the markers the group removes: the abort markers
+/// that have an aborted-transaction entry (at most [`crate::txn_index::ABORTED_TXNS_MAX`],
+/// the entries the index keeps, whatever the number of markers removed) and the last marker
+/// removed (for the producer-state snapshots).
+#[derive(Debug, Default)]
+struct RemovedMarkers {
+    /// Offsets of the removed abort markers with an index entry, ascending.
+    indexed_aborts: Vec<i64>,
+    /// Offset of the last marker removed.
+    last: Option<i64>,
+}
+
+impl RemovedMarkers {
+    /// Records the removal of the marker at `offset` (ascending over calls).
+    fn record(&mut self, offset: i64, aborted: &AbortedTxns) {
+        if aborted.has_marker(offset) {
+            self.indexed_aborts.push(offset);
+        }
+        self.last = Some(offset);
+    }
 }
 
 impl Filter<'_> {
@@ -658,7 +680,7 @@ impl Filter<'_> {
             return Output::Keep(view.as_bytes());
         }
         stats.markers_removed += 1;
-        self.markers_removed.push(offset);
+        self.removed.record(offset, self.aborted);
         if view.next_offset() == group_end {
             stats.empty_batches_kept += 1;
             return Output::Rewritten(empty_batch(view, false));
@@ -880,14 +902,14 @@ impl PartitionLog {
             new_tombstones_kept: 0,
             new_markers_kept: 0,
             txns: TxnTracker::default(),
-            markers_removed: Vec::new(),
+            removed: RemovedMarkers::default(),
         };
         for group in &groups {
             self.check_abort()?;
             let cleaned =
                 self.clean_group(group, &plan.limits, &mut filter, &mut throttler, &mut stats)?;
-            let markers_removed = std::mem::take(&mut filter.markers_removed);
-            self.swap_in(group, cleaned, &markers_removed, now_ms)?;
+            let removed = std::mem::take(&mut filter.removed);
+            self.swap_in(group, cleaned, &removed, now_ms)?;
             stats.segments_cleaned += group.len();
             stats.segments_written += 1;
         }
@@ -1225,8 +1247,8 @@ impl PartitionLog {
         Ok((files, size_bytes, next_offset, index_state))
     }
 
-    /// Before the swap that removes the markers at `markers_removed` (ascending): drops their
-    /// aborted-transaction entries (an entry without its marker would make `read_committed`
+    /// Before the swap that removes the markers `removed`: drops their aborted-transaction
+    /// entries (an entry without its marker would make `read_committed`
     /// readers drop the producer's later, committed, batches) and the producer-state snapshots
     /// taken at or before the last of them (one may hold a transaction open whose data an
     /// earlier clean removed and whose marker is now gone; without it, the next open replays
@@ -1237,14 +1259,14 @@ impl PartitionLog {
     fn forget_removed_markers(
         &self,
         inner: &mut Inner,
-        markers_removed: &[i64],
+        removed: &RemovedMarkers,
     ) -> Result<(), LogError> {
-        let Some(&last) = markers_removed.last() else {
+        let Some(last) = removed.last else {
             return Ok(());
         };
         inner
             .aborted
-            .remove_markers(&*self.storage, &self.dir, markers_removed)
+            .remove_markers(&*self.storage, &self.dir, &removed.indexed_aborts)
             .map_err(step_error)?;
         let stale: Vec<i64> = inner.snapshots.range(..=last).copied().collect();
         for offset in stale {
@@ -1260,12 +1282,12 @@ impl PartitionLog {
     }
 
     /// Swaps a cleaned segment in for `group` (steps 2–6 of the module docs), which removed the
-    /// markers at `markers_removed` (ascending).
+    /// markers `removed`.
     fn swap_in(
         &self,
         group: &[&Planned],
         cleaned: Cleaned,
-        markers_removed: &[i64],
+        removed: &RemovedMarkers,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let base = cleaned.base_offset;
@@ -1297,7 +1319,7 @@ impl PartitionLog {
                     "the segments being cleaned changed during the clean".into(),
                 )));
             }
-            if let Err(e) = self.forget_removed_markers(&mut inner, markers_removed) {
+            if let Err(e) = self.forget_removed_markers(&mut inner, removed) {
                 return Err(abandon(e));
             }
         }
@@ -1684,6 +1706,63 @@ mod tests {
         let marker = marker_at(5, 40, true);
         let view = BatchView::parse(&marker).unwrap();
         assert_eq!(read(&empty_control(&view)), Some(true));
+    }
+
+    #[test]
+    fn given_many_removed_markers_when_a_group_is_filtered_should_collect_only_indexed_aborts_and_the_last(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut aborted = AbortedTxns::default();
+        // Producer 2's aborted transaction at [0, 1]: its data is gone, its marker at 1 left.
+        let entry = crate::txn_index::AbortedTxn {
+            producer_id: 2,
+            first_offset: 0,
+            last_offset: 1,
+            last_stable_offset: 2,
+        };
+        aborted
+            .append(&crate::storage::FsStorage, dir.path(), &[entry])
+            .unwrap();
+        let map = OffsetMap {
+            offsets: HashMap::new(),
+            bytes: 0,
+        };
+        let cleaner = CleanerCheckpoint {
+            first_dirty_offset: Some(100_000),
+            ..CleanerCheckpoint::default()
+        };
+        let no_producers = HashMap::new();
+        let mut filter = Filter {
+            map: &map,
+            end_offset: 100_000,
+            first_dirty: 100_000,
+            cleaner: &cleaner,
+            producer_last_offsets: &no_producers,
+            producer_epochs_without_batches: &HashMap::new(),
+            aborted: &aborted,
+            now_ms: 0,
+            new_tombstones_kept: 0,
+            new_markers_kept: 0,
+            txns: TxnTracker::default(),
+            removed: RemovedMarkers::default(),
+        };
+        let mut stats = CleanStats::default();
+        let mut remove = |marker: Vec<u8>| {
+            let view = BatchView::parse(&marker).unwrap();
+            assert!(matches!(
+                filter.marker(&view, i64::MAX, &mut stats),
+                Output::Drop
+            ));
+        };
+        remove(marker_at(2, 1, false));
+        // Thousands of commit markers without data (and an abort the index does not know).
+        for offset in 2..5_000 {
+            remove(marker_at(1, offset, true));
+        }
+        remove(marker_at(3, 5_000, false));
+        assert_eq!(stats.markers_removed, 5_000);
+        assert_eq!(filter.removed.indexed_aborts, vec![1]);
+        assert_eq!(filter.removed.last, Some(5_000));
     }
 
     /// `view` as Kafka's cleaner may leave a control batch: a header without records.

@@ -299,6 +299,13 @@ impl AbortedTxns {
             .collect()
     }
 
+    /// Whether an entry's abort marker is at `offset`.
+    pub(crate) fn has_marker(&self, offset: i64) -> bool {
+        self.entries
+            .binary_search_by_key(&offset, |e| e.last_offset)
+            .is_ok()
+    }
+
     /// Whether the batch of `producer_id` covering `[base_offset, last_offset]` belongs to an
     /// aborted transaction.
     pub(crate) fn is_aborted(&self, producer_id: i64, base_offset: i64, last_offset: i64) -> bool {
