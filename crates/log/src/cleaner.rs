@@ -74,7 +74,11 @@
 //!   never if it is its producer's last record (the producer state retains no batch of the
 //!   producer and the marker has its epoch: Kafka keeps it for fencing), nor at or past the
 //!   end offset. A removed marker that ends its group leaves an empty header without producer
-//!   fields, as any batch that ends a group.
+//!   fields, as any batch that ends a group. That fencing protection lasts only while the
+//!   running state knows the producer: an open drops producers known only by markers (as
+//!   Kafka's loading of producer state does), so after a restart such a marker is removed
+//!   like any other discardable one, and a rebuild no longer learns the producer's epoch from
+//!   it (the coordinator, which fenced it, still knows it).
 //!
 //! So a marker stays while a batch of its transaction is in the log. The last batch of a
 //! producer, kept as an empty header with its producer fields and transactional bit, is read

@@ -683,6 +683,37 @@ fn given_producers_last_batch_kept_empty_when_cleaned_past_horizons_should_keep_
 }
 
 #[test]
+fn given_epoch_bump_abort_marker_without_data_when_cleaned_twice_past_the_horizon_should_keep_it_as_its_producers_last_record(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(fs(), tmp.path(), marker_config());
+    append_keyed(&log, &[(Some("a"), Some("1"))], T0_MS);
+    // The coordinator fenced producer 5 (epoch bump to 1) before it wrote here: the abort
+    // marker is its only record, and discardable (no data of its transaction).
+    let fence = Marker {
+        producer_id: 5,
+        producer_epoch: 1,
+        coordinator_epoch: 0,
+        commit: false,
+    };
+    let bump = log.append_marker(&fence, 0, T0_MS).unwrap().base_offset;
+    let state = txn_state(&log);
+    let mut now = T0_MS + 2 * MINUTE_MS;
+    roll(&log, now);
+    clean_at(&log, now);
+    for _ in 0..2 {
+        append_keyed(&log, &[(Some("a"), Some("2"))], now);
+        now += RETENTION_MS;
+        roll(&log, now);
+        let stats = clean_at(&log, now);
+        assert!(stats.cleaned);
+        assert_eq!(stats.markers_removed, 0, "at {now}");
+    }
+    assert_eq!(markers_of(&log), vec![(bump, 5, false)]);
+    assert_eq!(txn_state(&log), state, "producer 5 keeps its epoch");
+}
+
+#[test]
 fn given_removed_marker_at_the_end_of_a_group_should_leave_an_empty_header_so_segments_stay_contiguous(
 ) {
     let tmp = tempfile::tempdir().unwrap();
