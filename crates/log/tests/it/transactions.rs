@@ -822,6 +822,67 @@ fn given_old_snapshot_holding_a_transaction_whose_marker_was_removed_when_reopen
 }
 
 #[test]
+fn given_crash_at_any_step_of_a_clean_removing_an_abort_marker_and_a_snapshot_when_reopened_should_keep_entries_with_markers_and_the_same_committed_state(
+) {
+    let template = tempfile::tempdir().unwrap();
+    let snapshot = |dir: &std::path::Path, offset: i64| dir.join(format!("{offset:020}.snapshot"));
+    // Producer 2 aborts `a`; the roll before its marker snapshots the transaction open; it
+    // then commits `c`. The clean at `c2` drops the aborted data and keeps the marker.
+    let (abort, at, committed, state) = {
+        let log = open(fs(), template.path(), marker_config());
+        append_keyed(&log, &[(Some("a"), Some("committed"))], T0_MS);
+        send_keyed_txn(&log, 2, 0, &[(Some("a"), Some("aborted"))], T0_MS);
+        let c1 = T0_MS + 2 * MINUTE_MS;
+        roll(&log, c1);
+        let abort = end_txn_at(&log, 2, false, c1);
+        send_keyed_txn(&log, 2, 1, &[(Some("c"), Some("ok"))], c1);
+        end_txn_at(&log, 2, true, c1);
+        let c2 = c1 + 2 * MINUTE_MS;
+        roll(&log, c2);
+        assert_eq!(clean_at(&log, c2).markers_removed, 0);
+        let state = txn_state(&log);
+        let committed = committed_values(&log);
+        log.close().unwrap();
+        (abort, c2 + RETENTION_MS, committed, state)
+    };
+    assert!(snapshot(template.path(), abort).exists());
+    let (fuo, _, producers) = state;
+    let open_faulty = |dir: &std::path::Path| {
+        let faulty = runnel_log::testing::FaultyStorage::new(fs());
+        let log = open(faulty.clone(), dir, marker_config());
+        (faulty, log)
+    };
+    let mutations = {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(template.path(), tmp.path());
+        let (faulty, log) = open_faulty(tmp.path());
+        let before = faulty.mutation_count();
+        assert_eq!(clean_at(&log, at).markers_removed, 1);
+        assert!(!snapshot(tmp.path(), abort).exists());
+        assert!(log.aborted_transactions(0, i64::MAX).is_empty());
+        faulty.mutation_count() - before
+    };
+    for step in 0..=mutations {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(template.path(), tmp.path());
+        let (faulty, log) = open_faulty(tmp.path());
+        faulty.crash_after_mutations(step);
+        let result = log.clean(at, &cleaner_options());
+        assert_eq!(result.is_ok(), step == mutations, "step {step}: {result:?}");
+        drop(log);
+        let log = open(fs(), tmp.path(), marker_config());
+        assert_entries_have_markers(&log);
+        assert_eq!(committed_values(&log), committed, "crash at step {step}");
+        let (fuo_after, _, producers_after) = txn_state(&log);
+        assert_eq!(
+            (fuo_after, producers_after),
+            (fuo, producers.clone()),
+            "step {step}"
+        );
+    }
+}
+
+#[test]
 fn given_version_0_cleaner_checkpoint_when_cleaned_should_keep_its_markers_until_a_horizon_set_after_it(
 ) {
     let tmp = tempfile::tempdir().unwrap();
