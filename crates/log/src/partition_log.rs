@@ -136,6 +136,10 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
+/// How many times [`PartitionLog::read_with_aborted`] reads before it gives up on a read that
+/// cleans keep overtaking.
+pub const READ_ATTEMPTS_MAX: usize = 3;
+
 /// What [`PartitionLog::read`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadResult {
@@ -1267,8 +1271,50 @@ impl PartitionLog {
         self.lock().producers.ongoing_transactions().collect()
     }
 
+    /// [`PartitionLog::read`] for a `read_committed` Fetch: the batches, and the aborted
+    /// transactions with data in them (oldest first), consistent with each other. The
+    /// batches are read without the lock, so a clean may remove aborted-transaction entries
+    /// meanwhile (with their markers, once no data of their transactions is left); the bytes
+    /// read may still hold such data (from the segments the clean replaced), so the read is
+    /// then done again, at most [`READ_ATTEMPTS_MAX`] times, and then answers no batches
+    /// (the consumer fetches again).
+    pub fn read_with_aborted(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one_batch: bool,
+    ) -> Result<(ReadResult, Vec<AbortedTxn>), LogError> {
+        let mut removals = self.lock().aborted.removals();
+        let mut last = None;
+        for _ in 0..READ_ATTEMPTS_MAX {
+            let read = self.read(start_offset, max_bytes, upper_bound, min_one_batch)?;
+            let inner = self.lock();
+            let now = inner.aborted.removals();
+            if now == removals {
+                let aborted = if read.batch_count == 0 {
+                    Vec::new()
+                } else {
+                    inner.aborted.collect(start_offset, read.next_offset)
+                };
+                return Ok((read, aborted));
+            }
+            removals = now;
+            last = Some(read);
+        }
+        let read = last.expect("at least one attempt");
+        let nothing = ReadResult {
+            bytes: Bytes::new(),
+            batch_count: 0,
+            next_offset: start_offset,
+            ..read
+        };
+        Ok((nothing, Vec::new()))
+    }
+
     /// The aborted transactions with data in `[fetch_offset, upper_bound)` (what a
-    /// `read_committed` Fetch answers beside the batches), oldest first.
+    /// `read_committed` Fetch answers beside the batches), oldest first. A Fetch uses
+    /// [`PartitionLog::read_with_aborted`], which reads them consistently with the batches.
     pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
         self.lock().aborted.collect(fetch_offset, upper_bound)
     }

@@ -120,6 +120,9 @@ pub(crate) struct AbortedTxns {
     /// atomically (an append at a stale offset would leave a hole that ends the file at the
     /// next load, losing the entries after it).
     needs_rewrite: bool,
+    /// How many times [`AbortedTxns::remove_markers`] removed entries: a reader that read
+    /// batches before a removal may hold data of a removed entry's transaction.
+    removals: u64,
 }
 
 impl AbortedTxns {
@@ -164,6 +167,7 @@ impl AbortedTxns {
             file_len: valid_bytes,
             stale_in_file: 0,
             needs_rewrite: false,
+            removals: 0,
         };
         if txns.entries.len() != read || valid_bytes != bytes.len() as u64 {
             txns.rewrite(storage, dir)?;
@@ -356,7 +360,13 @@ impl AbortedTxns {
             self.entries = old;
             return Err(e);
         }
+        self.removals += 1;
         Ok(removed)
+    }
+
+    /// Changes each time [`AbortedTxns::remove_markers`] removes entries.
+    pub(crate) fn removals(&self) -> u64 {
+        self.removals
     }
 
     #[cfg(test)]

@@ -120,13 +120,30 @@ fn read_partition(
     }
     // KIP-74: the first batch of the response is returned even if larger than the limits.
     let min_one_batch = !*response_has_records;
+    // A read_committed answer's aborted transactions are read with its batches, consistent
+    // with them (a clean may remove entries meanwhile).
     let read = || {
-        partition.log.read(
-            spec.fetch_offset,
-            limit as usize,
-            upper_bound,
-            min_one_batch,
-        )
+        if read_committed {
+            partition
+                .log
+                .read_with_aborted(
+                    spec.fetch_offset,
+                    limit as usize,
+                    upper_bound,
+                    min_one_batch,
+                )
+                .map(|(read, aborted)| (read, Some(aborted)))
+        } else {
+            partition
+                .log
+                .read(
+                    spec.fetch_offset,
+                    limit as usize,
+                    upper_bound,
+                    min_one_batch,
+                )
+                .map(|read| (read, None))
+        }
     };
     // From memory on this worker thread; what must come from the disk is read again where
     // blocking is allowed (`block_in_place` hands this thread's other tasks to another
@@ -141,15 +158,13 @@ fn read_partition(
         other => other,
     };
     match read {
-        Ok(read) => {
+        Ok((read, aborted)) => {
             let n = read.bytes.len();
-            if read_committed && n > 0 {
+            if let Some(aborted) = aborted.filter(|_| n > 0) {
                 // The aborted transactions with data in what is returned: the client drops
                 // their records.
                 data.aborted_transactions = Some(
-                    partition
-                        .log
-                        .aborted_transactions(spec.fetch_offset, read.next_offset)
+                    aborted
                         .into_iter()
                         .map(|t| {
                             AbortedTransaction::default()

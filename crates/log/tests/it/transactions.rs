@@ -6,13 +6,16 @@
 //! changing what `read_committed` readers see or what a reopen rebuilds.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::records::Compression as Codec;
 use proptest::prelude::*;
 use runnel_log::testing::{producer_batch, set_attribute_bits, set_producer, ATTR_TRANSACTIONAL};
-use runnel_log::{AbortedTxn, CleanerOptions, LogConfig, LogError, ManualClock, PartitionLog};
+use runnel_log::{
+    AbortedTxn, CleanerOptions, LogConfig, LogError, ManualClock, OpenMode, PartitionLog, Storage,
+    StorageFile,
+};
 use runnel_model::batch::Batches;
 use runnel_model::control::{parse_marker, Marker};
 
@@ -403,29 +406,38 @@ fn read_committed(log: &PartitionLog, max_bytes: usize) -> Vec<Rec> {
         if r.batch_count == 0 {
             break;
         }
-        let mut aborted = log.aborted_transactions(offset, r.next_offset);
-        aborted.sort_by_key(|t| t.first_offset);
-        let mut aborted = aborted.into_iter().peekable();
-        let mut aborted_producers = HashSet::new();
-        for b in Batches::new(&r.bytes) {
-            let b = b.unwrap();
-            if b.producer_id() >= 0 {
-                while let Some(t) = aborted.next_if(|t| t.first_offset <= b.last_offset()) {
-                    aborted_producers.insert(t.producer_id);
-                }
-            }
-            if b.is_control() {
-                if parse_marker(&b).unwrap().is_some_and(|m| !m.commit) {
-                    aborted_producers.remove(&b.producer_id());
-                }
-                continue;
-            }
-            if b.is_transactional() && aborted_producers.contains(&b.producer_id()) {
-                continue;
-            }
-            out.extend(decode_records(b.as_bytes()));
-        }
+        let aborted = log.aborted_transactions(offset, r.next_offset);
+        out.extend(committed_records(&r.bytes, aborted));
         offset = r.next_offset;
+    }
+    out
+}
+
+/// The records of `bytes` that a `read_committed` consumer keeps, given the fetch's aborted
+/// transactions: a producer's transactional batches are dropped from the first offset of an
+/// aborted transaction of it until its abort marker.
+fn committed_records(bytes: &[u8], mut aborted: Vec<AbortedTxn>) -> Vec<Rec> {
+    let mut out = Vec::new();
+    aborted.sort_by_key(|t| t.first_offset);
+    let mut aborted = aborted.into_iter().peekable();
+    let mut aborted_producers = HashSet::new();
+    for b in Batches::new(bytes) {
+        let b = b.unwrap();
+        if b.producer_id() >= 0 {
+            while let Some(t) = aborted.next_if(|t| t.first_offset <= b.last_offset()) {
+                aborted_producers.insert(t.producer_id);
+            }
+        }
+        if b.is_control() {
+            if parse_marker(&b).unwrap().is_some_and(|m| !m.commit) {
+                aborted_producers.remove(&b.producer_id());
+            }
+            continue;
+        }
+        if b.is_transactional() && aborted_producers.contains(&b.producer_id()) {
+            continue;
+        }
+        out.extend(decode_records(b.as_bytes()));
     }
     out
 }
@@ -646,6 +658,124 @@ fn given_failed_directory_fsync_when_the_cleaner_rewrites_the_aborted_index_shou
     log.close().unwrap();
     let log = open(fs(), tmp.path(), marker_config());
     assert_eq!(committed_values(&log), committed, "x is still filtered");
+}
+
+/// Storage whose next read of a `.log` file, once armed, says so and waits to be let go.
+#[derive(Debug)]
+struct PausingStorage {
+    inner: Arc<dyn Storage>,
+    pause: Arc<Mutex<Option<Pause>>>,
+}
+
+/// `(reached, go)`: the paused read sends on `reached`, then waits for `go`.
+type Pause = (mpsc::Sender<()>, mpsc::Receiver<()>);
+
+#[derive(Debug)]
+struct PausingFile {
+    inner: Box<dyn StorageFile>,
+    pause: Option<Arc<Mutex<Option<Pause>>>>,
+}
+
+impl Storage for PausingStorage {
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.inner.list_dir(path)
+    }
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: OpenMode,
+    ) -> std::io::Result<Box<dyn StorageFile>> {
+        let is_log = path.extension().is_some_and(|e| e == "log");
+        Ok(Box::new(PausingFile {
+            inner: self.inner.open(path, mode)?,
+            pause: is_log.then(|| self.pause.clone()),
+        }))
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+}
+
+impl StorageFile for PausingFile {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        let armed = self.pause.as_ref().and_then(|p| p.lock().unwrap().take());
+        if let Some((reached, go)) = armed {
+            reached.send(()).unwrap();
+            go.recv().unwrap();
+        }
+        self.inner.read_at(buf, pos)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<usize> {
+        self.inner.write_at(buf, pos)
+    }
+    fn set_len(&self, len_bytes: u64) -> std::io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+}
+
+#[test]
+fn given_cleans_removing_an_abort_marker_during_a_read_committed_read_should_answer_batches_and_aborted_transactions_that_agree(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let pause = Arc::new(Mutex::new(None));
+    let storage = Arc::new(PausingStorage {
+        inner: fs(),
+        pause: pause.clone(),
+    });
+    let log = Arc::new(open(storage, tmp.path(), marker_config()));
+    append_keyed(&log, &[(Some("a"), Some("committed"))], T0_MS);
+    send_keyed_txn(&log, 2, 0, &[(Some("a"), Some("aborted"))], T0_MS);
+    end_txn_at(&log, 2, false, T0_MS);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(&log, c1);
+    let stable = log.log_end_offset();
+    // A reader takes its segment before any clean, and is held before it reads the bytes.
+    let (reached_tx, reached) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    *pause.lock().unwrap() = Some((reached_tx, go_rx));
+    let reader = std::thread::spawn({
+        let log = log.clone();
+        move || log.read_with_aborted(0, usize::MAX, stable, true)
+    });
+    reached.recv().unwrap();
+    // Meanwhile cleans drop the aborted data, then its marker and entry (as with
+    // delete.retention.ms near 0).
+    clean_at(&log, c1);
+    let c2 = c1 + RETENTION_MS;
+    send_keyed_txn(&log, 2, 1, &[(Some("c"), Some("ok"))], c2);
+    end_txn_at(&log, 2, true, c2);
+    let c3 = c2 + 2 * MINUTE_MS;
+    roll(&log, c3);
+    clean_at(&log, c3);
+    assert_eq!(clean_at(&log, c3 + RETENTION_MS).markers_removed, 1);
+    go.send(()).unwrap();
+    let (read, aborted) = reader.join().unwrap().unwrap();
+    let values: Vec<Option<Vec<u8>>> = committed_records(&read.bytes, aborted)
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert!(
+        !values.contains(&Some(b"aborted".to_vec())),
+        "aborted data without its aborted transaction: {values:?}"
+    );
 }
 
 #[test]
