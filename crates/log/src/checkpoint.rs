@@ -97,24 +97,27 @@ pub(crate) const HORIZON_RANGES_MAX: usize = 1024;
 /// when the tombstones and transaction markers of each cleaned range may be removed.
 ///
 /// ```text
-/// 1                       version
-/// <first_dirty_offset>    offsets below it were cleaned at least once
-/// <count>                 horizon ranges, at most HORIZON_RANGES_MAX
-/// <end_offset> <horizon>  tombstones and markers below end_offset (and at or above the
-///                         previous range's end) may be removed once now >= horizon (ms)
+/// 1                         version
+/// <first_dirty_offset>      offsets below it were cleaned at least once
+/// <count>                   horizon ranges, at most HORIZON_RANGES_MAX
+/// <end> <horizon> <tomb>    tombstones and markers below end (and at or above the previous
+///                           range's end) may be removed once now >= horizon (ms); tomb is 1
+///                           if the range holds tombstones (its horizon triggers a clean), 0
+///                           if only markers (they go at the next clean triggered otherwise)
 /// ```
 ///
 /// A tombstone or marker below `first_dirty_offset` in no range is past its horizon: ranges are
 /// only dropped once their horizon has passed. Version 0 (written before markers were
-/// removed) has the same lines, but its cleans recorded a range only when they kept a new
-/// tombstone: the markers below its first dirty offset have no horizon yet
-/// ([`CleanerCheckpoint::markers_unranged`]).
+/// removed) has ranges of two fields, `<end> <horizon>`, recorded only when a clean kept a new
+/// tombstone (so each holds tombstones); the markers below its first dirty offset have no
+/// horizon yet ([`CleanerCheckpoint::markers_unranged`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CleanerCheckpoint {
     /// `None`: never cleaned (or the checkpoint was lost): the whole log is dirty.
     pub first_dirty_offset: Option<i64>,
-    /// `(end_offset, horizon_ms)`, end offsets strictly increasing, all `<= first_dirty_offset`.
-    pub horizons: Vec<(i64, i64)>,
+    /// `(end_offset, horizon_ms, holds_tombstones)`, end offsets strictly increasing, all
+    /// `<= first_dirty_offset`.
+    pub horizons: Vec<(i64, i64, bool)>,
     /// Read from a version-0 checkpoint with a first dirty offset: the markers below it have
     /// no recorded horizon, so the next clean keeps them and sets one.
     pub markers_unranged: bool,
@@ -124,13 +127,23 @@ impl CleanerCheckpoint {
     /// The delete horizon of a tombstone at `offset` below the first dirty offset; `None` if it
     /// has passed (no range holds the offset).
     pub(crate) fn horizon_of(&self, offset: i64) -> Option<i64> {
-        let i = self.horizons.partition_point(|&(end, _)| end <= offset);
-        self.horizons.get(i).map(|&(_, h)| h)
+        let i = self.horizons.partition_point(|&(end, _, _)| end <= offset);
+        self.horizons.get(i).map(|&(_, h, _)| h)
     }
 
     /// The earliest horizon of any range, if any.
     pub(crate) fn earliest_horizon(&self) -> Option<i64> {
-        self.horizons.iter().map(|&(_, h)| h).min()
+        self.horizons.iter().map(|&(_, h, _)| h).min()
+    }
+
+    /// The earliest horizon of a range that holds tombstones, if any: the one that makes a
+    /// clean due (a range of markers only waits for a clean due for another reason).
+    pub(crate) fn earliest_tombstone_horizon(&self) -> Option<i64> {
+        self.horizons
+            .iter()
+            .filter(|&&(_, _, tombstones)| tombstones)
+            .map(|&(_, h, _)| h)
+            .min()
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -139,8 +152,8 @@ impl CleanerCheckpoint {
             self.first_dirty_offset.unwrap_or(-1),
             self.horizons.len()
         );
-        for (end, horizon) in &self.horizons {
-            s.push_str(&format!("{end} {horizon}\n"));
+        for (end, horizon, tombstones) in &self.horizons {
+            s.push_str(&format!("{end} {horizon} {}\n", u8::from(*tombstones)));
         }
         s.into_bytes()
     }
@@ -179,13 +192,19 @@ impl CleanerCheckpoint {
                 .next()
                 .and_then(|f| f.parse().ok())
                 .ok_or("bad range horizon")?;
+            let tombstones = match (version, fields.next()) {
+                (0, None) => true,
+                (1, Some("1")) => true,
+                (1, Some("0")) => false,
+                _ => return Err("bad range tombstone flag".into()),
+            };
             if fields.next().is_some() {
                 return Err("trailing fields".into());
             }
-            if horizons.last().is_some_and(|&(e, _)| e >= end) || end > first_dirty {
+            if horizons.last().is_some_and(|&(e, _, _)| e >= end) || end > first_dirty {
                 return Err(format!("range end {end} out of order"));
             }
-            horizons.push((end, horizon));
+            horizons.push((end, horizon, tombstones));
         }
         if lines.any(|l| !l.trim().is_empty()) {
             return Err("trailing lines".into());
@@ -218,7 +237,7 @@ mod tests {
     fn given_cleaner_checkpoint_should_round_trip_find_horizons_and_reject_damage() {
         let c = CleanerCheckpoint {
             first_dirty_offset: Some(100),
-            horizons: vec![(10, 5_000), (60, 9_000)],
+            horizons: vec![(10, 5_000, false), (60, 9_000, true)],
             markers_unranged: false,
         };
         assert_eq!(CleanerCheckpoint::decode(&c.encode()), Ok(c.clone()));
@@ -227,6 +246,7 @@ mod tests {
         assert_eq!(c.horizon_of(10), Some(9_000));
         assert_eq!(c.horizon_of(60), None);
         assert_eq!(c.earliest_horizon(), Some(5_000));
+        assert_eq!(c.earliest_tombstone_horizon(), Some(9_000));
         let fresh = CleanerCheckpoint::default();
         assert_eq!(CleanerCheckpoint::decode(&fresh.encode()), Ok(fresh));
         for bad in [
@@ -236,6 +256,9 @@ mod tests {
             b"0\n5\n2\n3 1\n2 1\n",
             b"0\n5\n1\n9 1\n",
             b"0\n5\n0\nx\n",
+            b"0\n5\n1\n3 1 1\n",
+            b"1\n5\n1\n3 1\n",
+            b"1\n5\n1\n3 1 2\n",
         ] {
             assert!(CleanerCheckpoint::decode(bad).is_err(), "{bad:?}");
         }
@@ -245,7 +268,7 @@ mod tests {
     fn given_version_0_cleaner_checkpoint_should_read_its_markers_as_unranged() {
         let old = CleanerCheckpoint::decode(b"0\n100\n1\n60 9000\n").unwrap();
         assert_eq!(old.first_dirty_offset, Some(100));
-        assert_eq!(old.horizons, vec![(60, 9_000)]);
+        assert_eq!(old.horizons, vec![(60, 9_000, true)], "a tombstone range");
         assert!(
             old.markers_unranged,
             "its cleans set no horizon for markers"

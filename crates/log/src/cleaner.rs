@@ -49,8 +49,11 @@
 //! base timestamp field, record timestamps as deltas from it). `kafka-protocol`'s encoder
 //! always takes the base timestamp from the records (deltas from the smallest), so it cannot
 //! write such a batch, and this crate does not hand-write record codecs: instead the horizons
-//! are kept in the cleaner checkpoint, per cleaned offset range (`(end_offset, horizon_ms)`,
-//! one range per clean that kept a new tombstone or covered a new marker). The rule is
+//! are kept in the cleaner checkpoint, per cleaned offset range (`(end_offset, horizon_ms,
+//! holds_tombstones)`, one range per clean that kept a new tombstone or covered a new marker).
+//! Only the horizon of a range that holds tombstones makes a clean due
+//! ([`PartitionLog::needs_cleaning`]); the markers of a range without any go at the first
+//! clean after their horizon that is due for another reason (later, never sooner). The rule is
 //! Kafka's: a tombstone is kept by the clean that first covers it and by every clean before
 //! its horizon, and removed by the first clean at or after it. If the checkpoint is lost, the
 //! next clean treats the whole log as dirty and sets new horizons: tombstones and markers are
@@ -805,7 +808,11 @@ impl PartitionLog {
                 .next_back()
                 .map(|(_, s)| s.snapshot())
                 .filter(|s| s.base_offset < c.first_uncleanable);
-            (c, first_dirty_segment, inner.cleaner.earliest_horizon())
+            (
+                c,
+                first_dirty_segment,
+                inner.cleaner.earliest_tombstone_horizon(),
+            )
         };
         if c.dirty_bytes > 0 && c.ratio() > opts.min_cleanable_dirty_ratio {
             return Ok(true);
@@ -929,30 +936,34 @@ impl PartitionLog {
         next.first_dirty_offset = Some(end_offset);
         let log_start_offset = self.log_start_offset().max(plan.log_start_offset);
         next.horizons
-            .retain(|&(end, horizon)| horizon > now_ms && end > log_start_offset);
+            .retain(|&(end, horizon, _)| horizon > now_ms && end > log_start_offset);
         let new_horizon = now_ms.saturating_add(opts.delete_retention_ms);
         if plan.cleaner.markers_unranged {
             // A version-0 checkpoint: the markers below its first dirty offset get their
             // horizon now, with one range over everything cleaned (its tombstones keep their
             // horizon or get this later one).
-            let latest = next.horizons.iter().map(|&(_, h)| h).max();
+            let latest = next.horizons.iter().map(|&(_, h, _)| h).max();
+            let tombstones = latest.is_some() || filter.new_tombstones_kept > 0;
             next.horizons.clear();
             if end_offset > log_start_offset {
                 next.horizons.push((
                     end_offset,
                     latest.map_or(new_horizon, |h| h.max(new_horizon)),
+                    tombstones,
                 ));
             }
             next.markers_unranged = false;
         } else if (filter.new_tombstones_kept > 0 || filter.new_markers_kept > 0)
             && end_offset > plan.first_dirty
         {
-            next.horizons.push((end_offset, new_horizon));
+            next.horizons
+                .push((end_offset, new_horizon, filter.new_tombstones_kept > 0));
         }
         // Bounded: each iteration merges two ranges.
         while next.horizons.len() > HORIZON_RANGES_MAX {
-            let (_, h0) = next.horizons.remove(0);
+            let (_, h0, t0) = next.horizons.remove(0);
             next.horizons[0].1 = next.horizons[0].1.max(h0);
+            next.horizons[0].2 |= t0;
         }
         checkpoint::write_atomic(
             &*self.storage,

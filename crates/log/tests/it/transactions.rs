@@ -372,6 +372,19 @@ fn write_superseded_commit(log: &PartitionLog) -> (i64, i64) {
     (m1, m2)
 }
 
+/// A log in `dir` holding [`write_superseded_commit`], rolled and cleaned once at `c1`.
+/// Returns it, the two markers' offsets, `c1` and the clean's stats.
+fn cleaned_superseded_commit(
+    dir: &std::path::Path,
+) -> (PartitionLog, i64, i64, i64, runnel_log::CleanStats) {
+    let log = open(fs(), dir, marker_config());
+    let (m1, m2) = write_superseded_commit(&log);
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    roll(&log, c1);
+    let stats = clean_at(&log, c1);
+    (log, m1, m2, c1, stats)
+}
+
 /// Rolls the active segment (written before `now_ms - 1 min`).
 fn roll(log: &PartitionLog, now_ms: i64) {
     assert!(log.maybe_roll(now_ms).unwrap(), "rolled at {now_ms}");
@@ -525,11 +538,10 @@ fn given_commit_marker_whose_data_is_superseded_when_cleaned_should_keep_it_befo
     assert!(stats.cleaned);
     assert_eq!(stats.markers_removed, 0);
     assert_eq!(markers_of(&log).len(), 2);
-    // At the horizon the log needs cleaning, and the clean removes m1; m2 follows the
-    // producer's last batch and stays.
+    // The horizon of a range without tombstones makes no clean due; a clean at or after it
+    // removes m1; m2 follows the producer's last batch and stays.
     let horizon = c1 + RETENTION_MS;
-    assert!(!log.needs_cleaning(horizon - 1, &cleaner_options()).unwrap());
-    assert!(log.needs_cleaning(horizon, &cleaner_options()).unwrap());
+    assert!(!log.needs_cleaning(horizon, &cleaner_options()).unwrap());
     let stats = clean_at(&log, horizon);
     assert_eq!(stats.markers_removed, 1);
     assert_eq!(markers_of(&log), vec![(m2, 1, true)]);
@@ -537,6 +549,33 @@ fn given_commit_marker_whose_data_is_superseded_when_cleaned_should_keep_it_befo
     expected.insert(b"q".to_vec(), (m2 + 2, Some(b"1".to_vec())));
     assert_eq!(committed_values(&log), expected);
     assert_reopens_to(log, tmp.path(), &state);
+}
+
+#[test]
+fn given_a_horizon_range_of_markers_only_when_its_horizon_passes_should_not_make_a_clean_due_but_a_tombstone_range_should(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, m1, m2, c1, _) = cleaned_superseded_commit(tmp.path());
+    // The clean recorded a range for the markers it covered first, and no tombstone.
+    assert!(!log
+        .needs_cleaning(c1 + RETENTION_MS, &cleaner_options())
+        .unwrap());
+    // A tombstone's range makes a clean due at its horizon; that clean removes the marker
+    // whose own horizon passed before.
+    append_keyed(&log, &[(Some("q"), None)], c1);
+    let c2 = c1 + 2 * MINUTE_MS;
+    roll(&log, c2);
+    assert_eq!(clean_at(&log, c2).markers_removed, 0);
+    assert!(!log
+        .needs_cleaning(c2 + RETENTION_MS - 1, &cleaner_options())
+        .unwrap());
+    assert!(log
+        .needs_cleaning(c2 + RETENTION_MS, &cleaner_options())
+        .unwrap());
+    let stats = clean_at(&log, c2 + RETENTION_MS);
+    assert_eq!((stats.markers_removed, stats.tombstones_removed), (1, 1));
+    assert_eq!(markers_of(&log), vec![(m2, 1, true)]);
+    assert!(m1 < m2);
 }
 
 #[test]
@@ -1016,11 +1055,7 @@ fn given_crash_at_any_step_of_a_clean_removing_an_abort_marker_and_a_snapshot_wh
 fn given_version_0_cleaner_checkpoint_when_cleaned_should_keep_its_markers_until_a_horizon_set_after_it(
 ) {
     let tmp = tempfile::tempdir().unwrap();
-    let log = open(fs(), tmp.path(), marker_config());
-    let (m1, m2) = write_superseded_commit(&log);
-    let c1 = T0_MS + 2 * MINUTE_MS;
-    roll(&log, c1);
-    let stats = clean_at(&log, c1);
+    let (log, m1, m2, c1, stats) = cleaned_superseded_commit(tmp.path());
     // As the cleaner before marker removal left it: cleaned to here, no tombstone range.
     log.close().unwrap();
     let checkpoint = tmp
