@@ -984,6 +984,7 @@ impl PartitionLog {
             bytes_written = stats.bytes_written,
             records_superseded = stats.records_superseded,
             tombstones_removed = stats.tombstones_removed,
+            markers_removed = stats.markers_removed,
             throttled_ms = stats.throttled.as_millis() as u64,
             "cleaned log"
         );
