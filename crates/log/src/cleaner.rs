@@ -108,6 +108,17 @@
 //! no reader needs it (`read_committed` readers act on abort markers only) and the producer
 //! state does not either (above).
 //!
+//! **Before replication.** A marker's horizon starts when a clean first covers it, not (as in
+//! Kafka) when a clean first finds it discardable. For a commit marker that may be long
+//! before its data is gone, so the marker can go in the clean right after its data did. That
+//! is safe for consumers today (above), but not once followers copy this log: a follower that
+//! lags, has copied the transaction's data but not yet its marker, and fetches after the
+//! marker is gone, would keep the transaction open (its first unstable offset stuck, its
+//! `read_committed` readers held back). Before followers or replication exist, a marker's
+//! horizon must start when it first becomes discardable (Kafka's rule, which gives a lagging
+//! follower `delete.retention.ms` to read it), e.g. a range recorded by the clean that first
+//! finds a marker discardable.
+//!
 //! A checkpoint written before markers were removed (version 0) recorded ranges for tombstones
 //! only, so the markers below its first dirty offset have no horizon: the first clean from it
 //! keeps them and records a single range over everything it cleaned with a fresh horizon (or a
