@@ -134,8 +134,8 @@
 //! if it fails) such a marker is in the log without its entry, which is harmless: no data of
 //! its transaction is left to filter. A reader that read batches before an earlier clean
 //! removed the transaction's data may still hold that data: a `read_committed` read takes the
-//! aborted transactions with its batches and reads again if entries were removed meanwhile
-//! ([`PartitionLog::read_with_aborted`]). The producer-state snapshots taken at or before the
+//! aborted transactions with its batches and reads again if entries left the index meanwhile
+//! (here, or by DeleteRecords or retention moving the log start; [`PartitionLog::read_with_aborted`]). The producer-state snapshots taken at or before the
 //! last removed marker are deleted before the swap too: one may hold a transaction open whose
 //! data an earlier clean removed and whose marker is now gone. The latest snapshot, taken at
 //! the roll of the active segment or at close, lies past every cleaned offset and stays.

@@ -1273,10 +1273,11 @@ impl PartitionLog {
 
     /// [`PartitionLog::read`] for a `read_committed` Fetch: the batches, and the aborted
     /// transactions with data in them (oldest first), consistent with each other. The
-    /// batches are read without the lock, so a clean may remove aborted-transaction entries
-    /// meanwhile (with their markers, once no data of their transactions is left); the bytes
-    /// read may still hold such data (from the segments the clean replaced), so the read is
-    /// then done again, at most [`READ_ATTEMPTS_MAX`] times, and then answers no batches
+    /// batches are read without the lock, so entries may leave the aborted-transaction index
+    /// meanwhile (a clean removing their markers once no data of their transactions is left,
+    /// DeleteRecords or retention moving the log start past them); the bytes read may still
+    /// hold such data (from the segments replaced or deleted), so the read is then done again
+    /// (from below a new log start it answers OFFSET_OUT_OF_RANGE), at most [`READ_ATTEMPTS_MAX`] times, and then answers no batches
     /// (the consumer fetches again).
     pub fn read_with_aborted(
         &self,

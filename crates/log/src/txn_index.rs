@@ -120,8 +120,9 @@ pub(crate) struct AbortedTxns {
     /// atomically (an append at a stale offset would leave a hole that ends the file at the
     /// next load, losing the entries after it).
     needs_rewrite: bool,
-    /// How many times [`AbortedTxns::remove_markers`] removed entries: a reader that read
-    /// batches before a removal may hold data of a removed entry's transaction.
+    /// How many times entries left the index ([`AbortedTxns::remove_markers`] with their
+    /// markers, [`AbortedTxns::remove_before`] below a new log start, the bound): a reader
+    /// that read batches before that may hold data of a forgotten entry's transaction.
     removals: u64,
 }
 
@@ -252,6 +253,7 @@ impl AbortedTxns {
             );
             self.entries.drain(..excess);
             self.stale_in_file += excess;
+            self.removals += 1;
         }
     }
 
@@ -284,6 +286,7 @@ impl AbortedTxns {
         }
         self.entries.drain(..gone);
         self.stale_in_file += gone;
+        self.removals += 1;
         if self.needs_rewrite || self.stale_in_file > self.entries.len() {
             self.rewrite(storage, dir)?;
         }
@@ -364,7 +367,7 @@ impl AbortedTxns {
         Ok(removed)
     }
 
-    /// Changes each time [`AbortedTxns::remove_markers`] removes entries.
+    /// Changes each time entries leave the index (see the field).
     pub(crate) fn removals(&self) -> u64 {
         self.removals
     }

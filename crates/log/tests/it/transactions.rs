@@ -13,8 +13,8 @@ use kafka_protocol::records::Compression as Codec;
 use proptest::prelude::*;
 use runnel_log::testing::{producer_batch, set_attribute_bits, set_producer, ATTR_TRANSACTIONAL};
 use runnel_log::{
-    AbortedTxn, CleanerOptions, LogConfig, LogError, ManualClock, OpenMode, PartitionLog, Storage,
-    StorageFile,
+    AbortedTxn, CleanerOptions, LogConfig, LogError, ManualClock, OpenMode, PartitionLog,
+    ReadResult, Storage, StorageFile,
 };
 use runnel_model::batch::Batches;
 use runnel_model::control::{parse_marker, Marker};
@@ -770,23 +770,37 @@ impl StorageFile for PausingFile {
     }
 }
 
-#[test]
-fn given_cleans_removing_an_abort_marker_during_a_read_committed_read_should_answer_batches_and_aborted_transactions_that_agree(
-) {
-    let tmp = tempfile::tempdir().unwrap();
+/// A log on [`PausingStorage`], with one value committed, one aborted by producer 2 (its
+/// marker's offset returned) and a roll two minutes later.
+fn log_with_an_aborted_value(
+    tmp: &std::path::Path,
+) -> (Arc<PartitionLog>, Arc<Mutex<Option<Pause>>>, i64) {
     let pause = Arc::new(Mutex::new(None));
     let storage = Arc::new(PausingStorage {
         inner: fs(),
         pause: pause.clone(),
     });
-    let log = Arc::new(open(storage, tmp.path(), marker_config()));
+    let log = Arc::new(open(storage, tmp, marker_config()));
     append_keyed(&log, &[(Some("a"), Some("committed"))], T0_MS);
     send_keyed_txn(&log, 2, 0, &[(Some("a"), Some("aborted"))], T0_MS);
-    end_txn_at(&log, 2, false, T0_MS);
-    let c1 = T0_MS + 2 * MINUTE_MS;
-    roll(&log, c1);
-    let stable = log.log_end_offset();
-    // A reader takes its segment before any clean, and is held before it reads the bytes.
+    let marker = end_txn_at(&log, 2, false, T0_MS);
+    roll(&log, T0_MS + 2 * MINUTE_MS);
+    (log, pause, marker)
+}
+
+/// A held read's thread, and the sender that lets it go on.
+type HeldRead = (
+    std::thread::JoinHandle<Result<(ReadResult, Vec<AbortedTxn>), LogError>>,
+    mpsc::Sender<()>,
+);
+
+/// A `read_committed` read of the whole log up to `stable`, on its own thread, held once it
+/// has taken its segment: it goes on when the returned sender sends.
+fn held_read_committed_read(
+    log: &Arc<PartitionLog>,
+    pause: &Mutex<Option<Pause>>,
+    stable: i64,
+) -> HeldRead {
     let (reached_tx, reached) = mpsc::channel();
     let (go, go_rx) = mpsc::channel();
     *pause.lock().unwrap() = Some((reached_tx, go_rx));
@@ -795,6 +809,26 @@ fn given_cleans_removing_an_abort_marker_during_a_read_committed_read_should_ans
         move || log.read_with_aborted(0, usize::MAX, stable, true)
     });
     reached.recv().unwrap();
+    (reader, go)
+}
+
+/// The values a client keeps of a read, with its aborted transactions filtered out.
+fn kept_values(read: &ReadResult, aborted: Vec<AbortedTxn>) -> Vec<Option<Vec<u8>>> {
+    committed_records(&read.bytes, aborted)
+        .into_iter()
+        .map(|r| r.2)
+        .collect()
+}
+
+#[test]
+fn given_cleans_removing_an_abort_marker_during_a_read_committed_read_should_answer_batches_and_aborted_transactions_that_agree(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, pause, _) = log_with_an_aborted_value(tmp.path());
+    let c1 = T0_MS + 2 * MINUTE_MS;
+    let stable = log.log_end_offset();
+    // A reader takes its segment before any clean, and is held before it reads the bytes.
+    let (reader, go) = held_read_committed_read(&log, &pause, stable);
     // Meanwhile cleans drop the aborted data, then its marker and entry (as with
     // delete.retention.ms near 0).
     clean_at(&log, c1);
@@ -807,14 +841,37 @@ fn given_cleans_removing_an_abort_marker_during_a_read_committed_read_should_ans
     assert_eq!(clean_at(&log, c3 + RETENTION_MS).markers_removed, 1);
     go.send(()).unwrap();
     let (read, aborted) = reader.join().unwrap().unwrap();
-    let values: Vec<Option<Vec<u8>>> = committed_records(&read.bytes, aborted)
-        .into_iter()
-        .map(|r| r.2)
-        .collect();
+    let values = kept_values(&read, aborted);
     assert!(
         !values.contains(&Some(b"aborted".to_vec())),
         "aborted data without its aborted transaction: {values:?}"
     );
+}
+
+/// The same race with DeleteRecords (or retention) instead of a clean: the log start moves
+/// past the abort marker while the read holds the segment, and the entry leaves the index.
+#[test]
+fn given_delete_records_past_an_abort_marker_during_a_read_committed_read_should_not_answer_its_aborted_data(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, pause, marker) = log_with_an_aborted_value(tmp.path());
+    append_keyed(&log, &[(Some("b"), Some("later"))], T0_MS + 2 * MINUTE_MS);
+    let stable = log.log_end_offset();
+    let (reader, go) = held_read_committed_read(&log, &pause, stable);
+    log.delete_records(marker + 1, stable).unwrap();
+    go.send(()).unwrap();
+    match reader.join().unwrap() {
+        // The read is done again, from below the new log start (the consumer resets).
+        Err(LogError::OffsetOutOfRange { .. }) => {}
+        Err(e) => panic!("unexpected error: {e:?}"),
+        Ok((read, aborted)) => {
+            let values = kept_values(&read, aborted.clone());
+            assert!(
+                !values.contains(&Some(b"aborted".to_vec())),
+                "aborted data without its aborted transaction: {values:?} aborted={aborted:?}"
+            );
+        }
+    }
 }
 
 #[test]
