@@ -277,7 +277,9 @@ def test_compacted_topic_written_in_transactions_drops_markers_and_reads_committ
     cleaner does, Runnel's removes the aborted records and the superseded ones, then, once
     delete.retention.ms has passed, the transaction markers (control batches) whose transaction
     left no data: of the five, only the last commit's stays (counted in the segment files on
-    disk). Then the same producer commits a value for a key that only an aborted transaction had
+    disk). A plain producer keeps writing another key meanwhile, as a live changelog does: a
+    marker's horizon alone does not make a clean due (only a tombstone's does), the dirty ratio
+    does. Then the same producer commits a value for a key that only an aborted transaction had
     written: read_committed readers read exactly the latest committed value of every key, no
     aborted one. (Had the aborted-transaction index kept the entry of a removed abort marker,
     they would drop every later batch of the producer: the reader skips a producer's batches from
@@ -332,8 +334,18 @@ def test_compacted_topic_written_in_transactions_drops_markers_and_reads_committ
     # The segment rolls (segment.ms); a first clean removes the aborted and superseded records and
     # starts the markers' delete horizon; a clean past it removes the markers of t1 to t4. The last
     # marker stays: its transaction's records are the latest of their keys. (Time must pass here.)
+    # Each poll writes one plain record of another key, so that cleans stay due by the dirty ratio.
+    plain = ck.producer(b.bootstrap)
+    filler = []
+
+    def write_filler_then_check() -> bool:
+        filler.append(b"filler:%d" % len(filler))
+        ck.produce(plain, topic, key=b"filler", value=filler[-1], partition=0)
+        ck.flush(plain, 30)
+        return markers_on_disk(lambda got: got == markers[-1:])
+
     try:
-        wait_until(lambda: markers_on_disk(lambda got: got == markers[-1:]), delete_retention_ms / 1000 + 20,
+        wait_until(write_filler_then_check, delete_retention_ms / 1000 + 20,
                    interval_s=0.2, what="the cleaner to remove the markers of the transactions that left no data")
     except AssertionError as e:
         raise AssertionError(f"{e}; markers written at {markers}, on disk {seen.get('markers')}") from None
@@ -345,7 +357,7 @@ def test_compacted_topic_written_in_transactions_drops_markers_and_reads_committ
 
     # The same producer commits again, to a key that only the aborted t2 had written.
     transaction(True, {b"k2": b"k2:t6"})
-    want = {b"k0": b"k0:t5", b"k1": b"k1:t5", b"k2": b"k2:t6"}
+    want = {b"k0": b"k0:t5", b"k1": b"k1:t5", b"k2": b"k2:t6", b"filler": filler[-1]}
     committed = lh.read_partition(b.bootstrap, topic, **{"isolation.level": "read_committed"})
     got = _triples(committed)
     assert not [t for t in got if t[2] in aborted], f"read_committed read aborted values: {got}"
