@@ -895,8 +895,29 @@ impl PartitionLog {
         upper_bound: i64,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
+        let mut removals = 0;
+        self.read_counting(
+            start_offset,
+            max_bytes,
+            upper_bound,
+            min_one_batch,
+            &mut removals,
+        )
+    }
+
+    /// [`PartitionLog::read`], which also sets `removals` to the aborted-transaction index's
+    /// removal count when it took its view of the segments (under the same lock).
+    fn read_counting(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one_batch: bool,
+        removals: &mut u64,
+    ) -> Result<ReadResult, LogError> {
         let (first, log_start_offset, log_end_offset, readable_end) = {
             let inner = self.lock();
+            *removals = inner.aborted.removals();
             let readable_end = self.readable_end(&inner)?;
             if start_offset < inner.log_start_offset || start_offset > inner.log_end_offset {
                 return Err(LogError::OffsetOutOfRange {
@@ -1286,13 +1307,18 @@ impl PartitionLog {
         upper_bound: i64,
         min_one_batch: bool,
     ) -> Result<(ReadResult, Vec<AbortedTxn>), LogError> {
-        let mut removals = self.lock().aborted.removals();
         let mut last = None;
         for _ in 0..READ_ATTEMPTS_MAX {
-            let read = self.read(start_offset, max_bytes, upper_bound, min_one_batch)?;
+            let mut removals = 0;
+            let read = self.read_counting(
+                start_offset,
+                max_bytes,
+                upper_bound,
+                min_one_batch,
+                &mut removals,
+            )?;
             let inner = self.lock();
-            let now = inner.aborted.removals();
-            if now == removals {
+            if inner.aborted.removals() == removals {
                 let aborted = if read.batch_count == 0 {
                     Vec::new()
                 } else {
@@ -1300,7 +1326,6 @@ impl PartitionLog {
                 };
                 return Ok((read, aborted));
             }
-            removals = now;
             last = Some(read);
         }
         let read = last.expect("at least one attempt");
